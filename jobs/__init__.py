@@ -1,0 +1,1 @@
+"""Your jobs: one module per job. Every module here is discovered at start (see README)."""

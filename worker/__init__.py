@@ -1,0 +1,11 @@
+"""Nightshift: a scheduled ETL worker for Heroku Postgres.
+
+Job authors need only this: the `job` decorator, the `Context` a job receives, and
+`SourceError` for a source that answers something unusable.
+"""
+
+from worker.context import Context
+from worker.errors import SourceError
+from worker.registry import job
+
+__all__ = ["Context", "SourceError", "job"]

@@ -1,0 +1,233 @@
+"""`python -m worker [command]` — the worker (no command) and the operator's commands.
+
+Exit codes: 0 ok; 1 the run (or command) failed; 2 unknown job or bad usage; 3 the job is
+running elsewhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from config import ConfigError, Settings
+from worker import logs, store
+from worker.db import Database
+from worker.errors import JobBusy, NightshiftError, UnknownJob
+from worker.migrate import migrate, migrations
+from worker.redact import redact
+from worker.registry import Job, discover, lookup
+from worker.schedule import effective_schedule, next_fire
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m worker", description="Nightshift: a scheduled ETL worker."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="command")
+    commands.add_parser("serve", help="run the scheduler (the default)")
+    run = commands.add_parser("run", help="run a job now, in the foreground")
+    run.add_argument("job")
+    run.add_argument("--full-refresh", action="store_true", help="ignore the saved state")
+    run.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE", help="a run parameter"
+    )
+    commands.add_parser("jobs", help="list jobs, their schedules and last runs")
+    runs = commands.add_parser("runs", help="recent run history")
+    runs.add_argument("job", nargs="?")
+    runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--json", action="store_true", help="print a JSON array")
+    commands.add_parser("migrate", help="create or upgrade the tables")
+    commands.add_parser("check", help="where the database is, and what it is")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    command = args.command or "serve"
+    try:
+        settings = Settings.from_env()
+        # Logs share stdout with the worker's stream; commands that print results log to stderr.
+        stream = sys.stdout if command in ("serve", "run") else sys.stderr
+        logs.configure(settings.log_format, settings.log_level, stream)
+        jobs = discover()
+        return COMMANDS[command](settings, jobs, args)
+    except UnknownJob as exc:
+        _fail(str(exc))
+        return EXIT_USAGE
+    except JobBusy as exc:
+        _fail(f"{exc}; try again when it is done")
+        return EXIT_BUSY
+    except (ConfigError, NightshiftError) as exc:
+        _fail(str(exc))
+        return EXIT_FAILED
+
+
+def _fail(message: str) -> None:
+    print(f"error: {redact(message)}", file=sys.stderr)
+
+
+def _out(line: str = "") -> None:
+    print(redact(line))
+
+
+# -- commands ---------------------------------------------------------------------------------
+def cmd_serve(settings: Settings, jobs: Mapping[str, Job], _args: argparse.Namespace) -> int:
+    from worker.scheduler import Worker
+
+    return Worker(settings, jobs).serve()
+
+
+def cmd_run(settings: Settings, jobs: Mapping[str, Job], args: argparse.Namespace) -> int:
+    from worker.runner import Runner
+    from worker.shutdown import Shutdown
+
+    job = lookup(jobs, args.job)
+    params = _params(args.param)
+    with Database(settings, "nightshift:migrate") as db, db.transaction() as cur:
+        migrate(cur, jobs.values())
+    shutdown = Shutdown()
+    shutdown.install()
+    result = Runner(settings, shutdown).run(
+        job, trigger="manual", params=params, full_refresh=args.full_refresh
+    )
+    if result.status == "succeeded":
+        return EXIT_OK
+    _fail(f"{job.name} {result.status}: {result.error}")
+    return EXIT_FAILED
+
+
+def _params(pairs: list[str]) -> dict[str, str]:
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--param takes KEY=VALUE, got {pair!r}")
+        params[key.strip()] = value
+    return params
+
+
+def cmd_jobs(settings: Settings, jobs: Mapping[str, Job], _args: argparse.Namespace) -> int:
+    with Database(settings, "nightshift:cli") as db:
+        last = _query(db, store.last_runs, {})
+    rows = []
+    for job in sorted(jobs.values(), key=lambda j: j.name):
+        trigger = job.trigger()
+        expr = effective_schedule(job.name, job.schedule, os.environ)
+        fire = next_fire(trigger) if trigger else None
+        run = last.get(job.name)
+        rows.append(
+            [
+                job.name,
+                f"{expr} ({job.timezone})" if expr else "off",
+                _when(fire),
+                f"{run['status']} at {_when(run['started_at'])}" if run else "never",
+                f"{job.schema}.{job.table}",
+            ]
+        )
+    _table(["job", "schedule", "next run", "last run", "table"], rows)
+    return EXIT_OK
+
+
+def cmd_runs(settings: Settings, jobs: Mapping[str, Job], args: argparse.Namespace) -> int:
+    if args.job:
+        lookup(jobs, args.job)
+    with Database(settings, "nightshift:cli") as db:
+        runs = _query(db, lambda cur: store.recent_runs(cur, args.job, args.limit), [])
+    if args.json:
+        _out(json.dumps([_jsonable(run) for run in runs], indent=2))
+        return EXIT_OK
+    rows = [
+        [
+            run["id"],
+            run["job"],
+            run["trigger"],
+            run["status"],
+            run["rows"],
+            run["changed"],
+            _when(run["started_at"]),
+            _duration(run),
+            (run["error"] or "")[:100],
+        ]
+        for run in runs
+    ]
+    _table(["id", "job", "trigger", "status", "rows", "changed", "started", "took", "error"], rows)
+    return EXIT_OK
+
+
+def cmd_migrate(settings: Settings, jobs: Mapping[str, Job], _args: argparse.Namespace) -> int:
+    with Database(settings, "nightshift:migrate") as db, db.transaction() as cur:
+        done = migrate(cur, jobs.values())
+    _out(f"migrations applied: {', '.join(done['migrations']) or 'none needed'}")
+    _out(f"tables created or extended: {', '.join(done['tables']) or 'none needed'}")
+    return EXIT_OK
+
+
+def cmd_check(settings: Settings, _jobs: Mapping[str, Job], _args: argparse.Namespace) -> int:
+    with Database(settings, "nightshift:check") as db, db.transaction() as cur:
+        facts = store.server_facts(cur)
+        cur.execute("SELECT to_regclass('nightshift.schema_migrations') IS NOT NULL")
+        has_schema = cur.fetchone()[0]
+        applied = 0
+        if has_schema:
+            cur.execute("SELECT count(*) FROM nightshift.schema_migrations")
+            applied = cur.fetchone()[0]
+        source = db.resolved.describe() if db.resolved else "?"
+    _out(f"database:  {source}")
+    _out(f"server:    PostgreSQL {facts['server_version']}")
+    _out(f"ssl:       {'yes' if facts['ssl'] else 'no'}")
+    role = "standby (in recovery)" if facts["in_recovery"] else "primary"
+    _out(f"read-only: {'yes' if facts['read_only'] else 'no'} ({role})")
+    _out(f"schema:    {applied}/{len(migrations())} migrations applied")
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[Settings, Mapping[str, Job], argparse.Namespace], int]] = {
+    "serve": cmd_serve,
+    "run": cmd_run,
+    "jobs": cmd_jobs,
+    "runs": cmd_runs,
+    "migrate": cmd_migrate,
+    "check": cmd_check,
+}
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def _query(db: Database, fn: Callable[[Any], Any], empty: Any) -> Any:
+    """Run a bookkeeping read; before the first `migrate` there is simply nothing to show."""
+    with db.transaction() as cur:
+        cur.execute("SELECT to_regclass('nightshift.runs') IS NOT NULL")
+        if not cur.fetchone()[0]:
+            return empty
+        return fn(cur)
+
+
+def _when(value: dt.datetime | None) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _duration(run: Mapping[str, Any]) -> str:
+    if not run["finished_at"]:
+        return "-"
+    return f"{(run['finished_at'] - run['started_at']).total_seconds():.1f}s"
+
+
+def _jsonable(run: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in run.items()}
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> None:
+    cells = [header, *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for row in cells:
+        _out("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    if not rows:
+        _out("(none)")

@@ -1,0 +1,54 @@
+"""The exception tree. A docstring is the default message; `str()` is one line, secret-free.
+
+Transient errors may be retried; fatal ones end the run. Driver errors are classified in
+exactly one place (`worker.db`), and wrapped here `from` the original.
+"""
+
+from __future__ import annotations
+
+from worker.redact import redact
+
+
+class NightshiftError(Exception):
+    """Nightshift failed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        text = message or (self.__doc__ or "").strip()
+        super().__init__(redact(" ".join(text.split())))
+
+
+class UnknownJob(NightshiftError):
+    """No such job."""
+
+
+class JobBusy(NightshiftError):
+    """The job is running elsewhere."""
+
+
+class DatabaseError(NightshiftError):
+    """The database failed."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database could not be reached."""
+
+
+class ResolverError(DatabaseUnavailable):
+    """The database URL could not be resolved."""
+
+
+class JobFailed(NightshiftError):
+    """The run failed. `cause` is a short kind (source, load, job, database)."""
+
+    def __init__(self, job: str, cause: str, detail: str) -> None:
+        self.job = job
+        self.cause = cause
+        super().__init__(f"{cause}: {detail}")
+
+
+class SourceError(NightshiftError):
+    """The job's HTTP source answered something it cannot use."""
+
+
+class ShutdownRequested(BaseException):  # noqa: N818 - a signal, not an error
+    """A shutdown was requested. BaseException, so a job's `except Exception` cannot swallow it."""

@@ -1,0 +1,93 @@
+"""Where a batch is written: `execute_values`, one statement per batch.
+
+upsert: INSERT … ON CONFLICT (key) DO UPDATE, skipping rows whose values did not change, so
+a rerun changes nothing. append: ON CONFLICT (key) DO NOTHING, a known row is kept as it is.
+Either way a replayed batch writes nothing twice. A batch holding one key twice is reduced
+first (Postgres refuses to touch a row twice in one statement): in upsert mode the later row
+wins, in append mode the first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from psycopg2 import sql
+from psycopg2.extras import Json, execute_values
+
+from worker.errors import NightshiftError
+from worker.registry import Job
+
+
+class BadRow(NightshiftError):
+    """A row does not fit the job's table."""
+
+
+class Loader:
+    """Turns a job's rows into one INSERT per batch."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.columns = tuple(job.columns)
+        self._known = frozenset(self.columns)
+        self._key_index = tuple(self.columns.index(k) for k in job.key)
+        self._json = frozenset(
+            name for name, t in job.columns.items() if t.strip().lower() in ("json", "jsonb")
+        )
+        self.statement = self._statement()
+
+    def _statement(self) -> sql.Composed:
+        table = sql.Identifier(self.job.schema, self.job.table)
+        insert = sql.SQL("INSERT INTO {} AS t ({}) VALUES %s ON CONFLICT ({}) ").format(
+            table,
+            sql.SQL(", ").join(map(sql.Identifier, self.columns)),
+            sql.SQL(", ").join(map(sql.Identifier, self.job.key)),
+        )
+        others = [c for c in self.columns if c not in self.job.key]
+        if self.job.mode == "append" or not others:
+            return insert + sql.SQL("DO NOTHING")
+        assignments = sql.SQL(", ").join(
+            sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in others
+        )
+        current = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in others)
+        incoming = sql.SQL(", ").join(
+            sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in others
+        )
+        # ROW(...) so a single column still compares as a row.
+        return insert + sql.SQL("DO UPDATE SET {} WHERE ROW({}) IS DISTINCT FROM ROW({})").format(
+            assignments, current, incoming
+        )
+
+    def prepare(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple]:
+        """Check each row against the declaration, drop repeated keys, order the values."""
+        by_key: dict[tuple, tuple] = {}
+        keep_later = self.job.mode == "upsert"
+        for row in rows:
+            if not isinstance(row, Mapping):
+                raise BadRow(f"a row must be a dict, got {type(row).__name__}")
+            unknown = row.keys() - self._known
+            if unknown:
+                raise BadRow(f"row has undeclared column(s) {', '.join(sorted(map(str, unknown)))}")
+            values = tuple(self._value(c, row.get(c)) for c in self.columns)
+            key = tuple(values[i] for i in self._key_index)
+            if any(v is None for v in key):
+                raise BadRow(f"row has no value for key {', '.join(self.job.key)}: {dict(row)!r}")
+            if keep_later:
+                by_key.pop(key, None)  # re-insert so the batch keeps arrival order
+                by_key[key] = values
+            else:
+                by_key.setdefault(key, values)
+        return list(by_key.values())
+
+    def _value(self, column: str, value: Any) -> Any:
+        if column in self._json and value is not None:
+            return Json(value)
+        return value
+
+    def write(self, cur: Any, rows: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
+        """Write one batch in the caller's transaction. Returns (rows written, rows changed)."""
+        values = self.prepare(rows)
+        if not values:
+            return 0, 0
+        execute_values(cur, self.statement, values, page_size=len(values))
+        return len(values), max(cur.rowcount, 0)

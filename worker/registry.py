@@ -1,0 +1,154 @@
+"""The job API: the `@job` decorator, the `Job` declaration, and discovery of `jobs/`.
+
+A job is a generator function that takes a `Context` and yields rows (dicts) or pages of rows
+(lists of dicts). It never touches the database or the scheduler: the engine drives it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.cron import CronTrigger
+
+from worker.errors import NightshiftError, UnknownJob
+from worker.schedule import cron_trigger, effective_schedule
+
+Row = Mapping[str, Any]
+JobFunction = Callable[..., Iterator[Row | list[Row]]]
+
+MODES = ("upsert", "append")
+_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# A column type is SQL the job author wrote; keep it to what a type can look like.
+_TYPE = re.compile(r"^[a-z][a-z0-9 _]*(\(\s*\d+(\s*,\s*\d+)?\s*\))?(\[\])?$", re.IGNORECASE)
+
+
+class InvalidJob(NightshiftError):
+    """A job declaration is invalid."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a job declares: its name, schedule and target table."""
+
+    name: str
+    function: JobFunction = field(repr=False, compare=False)
+    table: str
+    columns: Mapping[str, str]
+    key: tuple[str, ...]
+    schedule: str | None = None
+    timezone: str = "UTC"
+    mode: str = "upsert"
+    cursor: str | None = None
+    schema: str = "public"
+
+    def trigger(self, env: Mapping[str, str] | None = None) -> CronTrigger | None:
+        """The cron trigger of this job's schedule (after `<JOB>_SCHEDULE`), or None."""
+        expr = effective_schedule(self.name, self.schedule, os.environ if env is None else env)
+        return None if expr is None else cron_trigger(expr, self.timezone)
+
+    def validate(self) -> None:
+        where = f"job {self.name!r}"
+        for what, name in [("job name", self.name), ("table", self.table), ("schema", self.schema)]:
+            if not _NAME.match(name):
+                raise InvalidJob(f"{where}: {what} {name!r} must match {_NAME.pattern}")
+        if not self.columns:
+            raise InvalidJob(f"{where}: declare the table's columns")
+        for column, sql_type in self.columns.items():
+            if not _NAME.match(column):
+                raise InvalidJob(f"{where}: column {column!r} must match {_NAME.pattern}")
+            if not _TYPE.match(sql_type.strip()):
+                raise InvalidJob(f"{where}: column {column!r} has an odd type {sql_type!r}")
+        if self.mode not in MODES:
+            raise InvalidJob(f"{where}: mode must be one of {', '.join(MODES)}")
+        if not self.key:
+            # Without a key a replayed batch would write its rows twice.
+            raise InvalidJob(f"{where}: declare a key; every load must be safe to replay")
+        for column in (*self.key, *([self.cursor] if self.cursor else [])):
+            if column not in self.columns:
+                raise InvalidJob(f"{where}: {column!r} is not a declared column")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise InvalidJob(f"{where}: unknown timezone {self.timezone!r}") from None
+        for expr in (self.schedule, effective_schedule(self.name, None, os.environ)):
+            if expr is None:
+                continue
+            try:
+                cron_trigger(expr, self.timezone)
+            except ValueError as exc:
+                raise InvalidJob(f"{where}: bad schedule {expr!r}: {exc}") from None
+
+
+def job(
+    *,
+    table: str,
+    columns: Mapping[str, str],
+    key: str | tuple[str, ...] | list[str],
+    schedule: str | None = None,
+    timezone: str = "UTC",
+    mode: str = "upsert",
+    cursor: str | None = None,
+    name: str | None = None,
+    schema: str = "public",
+) -> Callable[[JobFunction], JobFunction]:
+    """Declare a job.
+
+    table/columns/key: the target table (created by `migrate`), its columns as
+        ``{name: SQL type}``, and the key rows are upserted on.
+    schedule/timezone: a five-field cron expression and an IANA timezone (default UTC).
+    mode: "upsert" (a row with a known key replaces it) or "append" (a known key is kept).
+    cursor: a column whose greatest loaded value is saved with each batch and handed to the
+        next run as `ctx.cursor` (a watermark).
+    """
+
+    def register(function: JobFunction) -> JobFunction:
+        declared = Job(
+            name=name or function.__name__,
+            function=function,
+            table=table,
+            columns=dict(columns),
+            key=(key,) if isinstance(key, str) else tuple(key),
+            schedule=schedule,
+            timezone=timezone,
+            mode=mode,
+            cursor=cursor,
+            schema=schema,
+        )
+        declared.validate()
+        function.__nightshift_job__ = declared  # type: ignore[attr-defined]
+        return function
+
+    return register
+
+
+def discover(package: str = "jobs") -> dict[str, Job]:
+    """Import every module of `package` and return its jobs by name."""
+    found: dict[str, Job] = {}
+    pkg = importlib.import_module(package)
+    for module_info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+        if module_info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{package}.{module_info.name}")
+        for value in vars(module).values():
+            declared = getattr(value, "__nightshift_job__", None)
+            if not isinstance(declared, Job):
+                continue
+            if declared.name in found and found[declared.name] is not declared:
+                raise InvalidJob(f"two jobs are named {declared.name!r}")
+            found[declared.name] = declared
+    return found
+
+
+def lookup(jobs: Mapping[str, Job], name: str) -> Job:
+    """The job called `name`, or UnknownJob listing the known ones."""
+    if name not in jobs:
+        known = ", ".join(sorted(jobs)) or "none"
+        raise UnknownJob(f"unknown job {name!r}; known jobs: {known}")
+    return jobs[name]

@@ -1,0 +1,265 @@
+"""One run of one job: lock, record, drive the generator in batches, record the outcome.
+
+The flow of a row: the job yields it → it joins the batch buffer → when the buffer holds
+`batch_size` rows (or the job ends) the loader writes them, the run's progress and the job's
+state in ONE transaction → commit. A run killed at any point leaves only whole batches, each
+with the state that describes it, so a rerun loses nothing and doubles nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from structlog.contextvars import bound_contextvars
+
+from config import Settings
+from worker import store
+from worker.context import Context
+from worker.db import Database
+from worker.errors import (
+    DatabaseError,
+    DatabaseUnavailable,
+    JobBusy,
+    JobFailed,
+    ShutdownRequested,
+    SourceError,
+)
+from worker.http import Session
+from worker.loader import BadRow, Loader
+from worker.logs import get_logger
+from worker.redact import redact
+from worker.registry import Job
+from worker.shutdown import Shutdown
+from worker.state import StateTracker
+
+log = get_logger("nightshift.run")
+
+
+@dataclass
+class RunResult:
+    job: str
+    status: str  # succeeded | failed | interrupted
+    run_id: int | None = None
+    rows: int = 0
+    changed: int = 0
+    batches: int = 0
+    error: str | None = None
+    duration: float = 0.0
+
+
+@dataclass
+class _Progress:
+    rows: int = 0
+    changed: int = 0
+    batches: int = 0
+    buffer: list[Mapping[str, Any]] = field(default_factory=list)
+
+
+class Runner:
+    """Runs jobs. One instance serves a process; each run gets its own database session."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        shutdown: Shutdown | None = None,
+        database: Callable[[Settings, str], Database] = Database,
+    ) -> None:
+        self.settings = settings
+        self.shutdown = shutdown or Shutdown()
+        self._database = database
+        self.active: dict[int, str] = {}  # run id -> job, for the worker's shutdown
+        self._active_lock = threading.Condition()
+
+    def wait_idle(self, timeout: float) -> dict[int, str]:
+        """Wait up to `timeout` s for every run to end; return those still going."""
+        with self._active_lock:
+            self._active_lock.wait_for(lambda: not self.active, timeout)
+            return dict(self.active)
+
+    def run(
+        self,
+        job: Job,
+        trigger: str = "manual",
+        params: Mapping[str, str] | None = None,
+        full_refresh: bool = False,
+    ) -> RunResult:
+        """Run `job` now. Raises JobBusy if it is running elsewhere; otherwise never raises."""
+        started = time.monotonic()
+        params = dict(params or {})
+        with (
+            bound_contextvars(job=job.name),
+            self._database(self.settings, f"nightshift:{job.name}") as db,
+        ):
+            try:
+                run_id, saved = self._begin(db, job, trigger, params, full_refresh)
+            except JobBusy:
+                raise
+            except DatabaseError as exc:
+                # No run could be recorded; the log line is all there is, so make it count.
+                result = RunResult(job=job.name, status="failed", error=f"database: {exc}")
+                result.duration = round(time.monotonic() - started, 3)
+                self._log_finished(result)
+                return result
+            with bound_contextvars(run_id=run_id):
+                result = RunResult(job=job.name, status="succeeded", run_id=run_id)
+                progress = _Progress()
+                try:
+                    self._drive(db, job, run_id, saved, params, full_refresh, progress)
+                except ShutdownRequested:
+                    result.status, result.error = "interrupted", "shutdown requested"
+                except JobFailed as exc:
+                    result.status, result.error = "failed", str(exc)
+                result.rows, result.changed = progress.rows, progress.changed
+                result.batches = progress.batches
+                result.duration = round(time.monotonic() - started, 3)
+                self._finish(db, job, result)
+        return result
+
+    # -- the run ------------------------------------------------------------------------------
+    def _begin(
+        self, db: Database, job: Job, trigger: str, params: dict, full_refresh: bool
+    ) -> tuple[int, dict[str, Any]]:
+        with db.transaction() as cur:
+            if not store.try_lock(cur, job.name):
+                raise JobBusy(f"job {job.name!r} is already running elsewhere")
+            run_params = {**params, **({"full_refresh": True} if full_refresh else {})}
+            run_id = store.start_run(cur, job.name, trigger, self.settings.dyno, run_params)
+            abandoned = store.abandon_dead_runs(cur, job.name, run_id)
+            saved = store.load_state(cur, job.name)
+        with self._active_lock:
+            self.active[run_id] = job.name
+        log.info(
+            "job_started",
+            run_id=run_id,
+            trigger=trigger,
+            database=db.resolved.describe() if db.resolved else None,
+            **({"abandoned_runs": abandoned} if abandoned else {}),
+        )
+        return run_id, saved
+
+    def _drive(
+        self,
+        db: Database,
+        job: Job,
+        run_id: int,
+        saved: dict[str, Any],
+        params: dict[str, str],
+        full_refresh: bool,
+        progress: _Progress,
+    ) -> None:
+        tracker = StateTracker(job, saved, full_refresh)
+        loader = Loader(job)
+        ctx = Context(
+            job=job.name,
+            run_id=run_id,
+            http=Session(self.settings, before_request=self.shutdown.check),
+            log=get_logger(f"jobs.{job.name}"),
+            params=params,
+            full_refresh=full_refresh,
+            _state=tracker,
+        )
+        with ctx.http:
+            for row in self._rows(job, ctx):
+                tracker.observe(row)
+                progress.buffer.append(row)
+                if len(progress.buffer) >= self.settings.batch_size:
+                    self._flush(db, job, loader, tracker, run_id, progress, final=False)
+            self._flush(db, job, loader, tracker, run_id, progress, final=True)
+
+    def _rows(self, job: Job, ctx: Context) -> Iterator[Mapping[str, Any]]:
+        """The job's rows one by one, pages flattened; its failures made one-line errors."""
+        generator = job.function(ctx)
+        try:
+            while True:
+                self.shutdown.check()
+                try:
+                    with self.shutdown.interruptible():
+                        item = next(generator)
+                except StopIteration:
+                    return
+                except SourceError as exc:
+                    raise JobFailed(job.name, "source", str(exc)) from exc
+                except Exception as exc:
+                    raise JobFailed(job.name, "job", f"{type(exc).__name__}: {exc}") from exc
+                if isinstance(item, Mapping):
+                    yield item
+                elif isinstance(item, list | tuple):
+                    yield from item
+                else:
+                    raise JobFailed(
+                        job.name, "job", f"yielded a {type(item).__name__}; yield dicts or lists"
+                    )
+        finally:
+            generator.close()
+
+    def _flush(
+        self,
+        db: Database,
+        job: Job,
+        loader: Loader,
+        tracker: StateTracker,
+        run_id: int,
+        progress: _Progress,
+        final: bool,
+    ) -> None:
+        rows = progress.buffer
+        state = tracker.for_batch(final=final)
+        if not rows and state is None:
+            return
+        try:
+            with db.transaction() as cur:
+                written, changed = loader.write(cur, rows)
+                store.save_progress(
+                    cur,
+                    run_id,
+                    job.name,
+                    state,
+                    rows=progress.rows + written,
+                    changed=progress.changed + changed,
+                    batches=progress.batches + 1,
+                )
+        except BadRow as exc:
+            raise JobFailed(job.name, "bad row", str(exc)) from exc
+        except DatabaseUnavailable as exc:
+            raise JobFailed(job.name, "database", str(exc)) from exc
+        except DatabaseError as exc:
+            raise JobFailed(job.name, "load", f"{exc} (batch {progress.batches + 1})") from exc
+        tracker.committed(state)
+        progress.rows += written
+        progress.changed += changed
+        progress.batches += 1
+        progress.buffer = []
+        log.debug("batch_committed", batch=progress.batches, rows=written, changed=changed)
+
+    def _finish(self, db: Database, job: Job, result: RunResult) -> None:
+        try:
+            with db.transaction() as cur:
+                store.finish_run(cur, result.run_id, result.status, result.error)
+                store.unlock(cur, job.name)
+        except DatabaseError as exc:
+            # The run's row stays 'running'; the next run of this job marks it abandoned.
+            log.error("run_not_recorded", error=str(exc))
+        finally:
+            with self._active_lock:
+                self.active.pop(result.run_id, None)
+                self._active_lock.notify_all()
+        self._log_finished(result)
+
+    @staticmethod
+    def _log_finished(result: RunResult) -> None:
+        """The one canonical line of a run."""
+        fields = {
+            "status": result.status,
+            "rows": result.rows,
+            "changed": result.changed,
+            "batches": result.batches,
+            "duration_s": result.duration,
+        }
+        if result.error:
+            log.error("job_finished", **fields, error=redact(result.error))
+        else:
+            log.info("job_finished", **fields)

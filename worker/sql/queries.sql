@@ -1,0 +1,60 @@
+-- Every bookkeeping query, loaded once by worker/store.py. `-- name: x` starts query x.
+
+-- name: start_run
+INSERT INTO nightshift.runs (job, trigger, dyno, pid, params)
+VALUES (%(job)s, %(trigger)s, %(dyno)s, %(pid)s, %(params)s)
+RETURNING id;
+
+-- name: save_progress
+-- In the batch's own transaction: absolute totals, so a replayed batch counts once.
+UPDATE nightshift.runs
+SET rows = %(rows)s, changed = %(changed)s, batches = %(batches)s
+WHERE id = %(run_id)s;
+
+-- name: save_state
+INSERT INTO nightshift.job_state (job, state, run_id, updated_at)
+VALUES (%(job)s, %(state)s, %(run_id)s, now())
+ON CONFLICT (job) DO UPDATE
+SET state = EXCLUDED.state, run_id = EXCLUDED.run_id, updated_at = EXCLUDED.updated_at;
+
+-- name: load_state
+SELECT state FROM nightshift.job_state WHERE job = %(job)s;
+
+-- name: finish_run
+UPDATE nightshift.runs
+SET status = %(status)s, error = %(error)s, finished_at = now()
+WHERE id = %(run_id)s AND status = 'running';
+
+-- name: try_lock_job
+-- Session-level: held while the run's session lives, released when it ends or dies.
+SELECT pg_try_advisory_lock(%(namespace)s, hashtext(%(job)s));
+
+-- name: unlock_job
+SELECT pg_advisory_unlock(%(namespace)s, hashtext(%(job)s));
+
+-- name: abandon_dead_runs
+-- Called while holding the job's lock: any other run still marked running has died.
+UPDATE nightshift.runs
+SET status = 'abandoned', finished_at = now(),
+    error = 'the process running it died (found by run ' || %(run_id)s || ')'
+WHERE job = %(job)s AND status = 'running' AND id <> %(run_id)s
+RETURNING id;
+
+-- name: recent_runs
+SELECT id, job, trigger, status, rows, changed, batches, started_at, finished_at, error, dyno
+FROM nightshift.runs
+WHERE %(job)s::text IS NULL OR job = %(job)s
+ORDER BY started_at DESC, id DESC
+LIMIT %(limit)s;
+
+-- name: last_runs
+SELECT DISTINCT ON (job) job, id, status, started_at, finished_at, rows, error, dyno
+FROM nightshift.runs
+ORDER BY job, started_at DESC, id DESC;
+
+-- name: server_facts
+SELECT current_setting('server_version'),
+       coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false),
+       pg_is_in_recovery(),
+       current_setting('default_transaction_read_only') = 'on',
+       current_database();

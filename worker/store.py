@@ -1,0 +1,122 @@
+"""Bookkeeping in Postgres: run history, job state and job locks.
+
+Every query lives in `sql/queries.sql`; this module names them and shapes their results.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+from decimal import Decimal
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from psycopg2.extras import Json
+
+SQL_DIR = Path(__file__).parent / "sql"
+# The first key of every advisory lock Nightshift takes, so ours never meet an app's own.
+LOCK_NAMESPACE = 0x4E53
+
+
+@cache
+def queries() -> dict[str, str]:
+    """The named queries of queries.sql, loaded once."""
+    text = (SQL_DIR / "queries.sql").read_text()
+    parts = re.split(r"^-- name: (\w+)\s*$", text, flags=re.MULTILINE)
+    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"cannot save {type(value).__name__} in job state")
+
+
+def state_json(state: dict[str, Any]) -> Json:
+    return Json(state, dumps=lambda v: json.dumps(v, default=_encode, sort_keys=True))
+
+
+def try_lock(cur: Any, job: str) -> bool:
+    cur.execute(queries()["try_lock_job"], {"namespace": LOCK_NAMESPACE, "job": job})
+    return bool(cur.fetchone()[0])
+
+
+def unlock(cur: Any, job: str) -> None:
+    cur.execute(queries()["unlock_job"], {"namespace": LOCK_NAMESPACE, "job": job})
+
+
+def start_run(cur: Any, job: str, trigger: str, dyno: str, params: dict[str, Any]) -> int:
+    cur.execute(
+        queries()["start_run"],
+        {"job": job, "trigger": trigger, "dyno": dyno, "pid": os.getpid(), "params": Json(params)},
+    )
+    return int(cur.fetchone()[0])
+
+
+def abandon_dead_runs(cur: Any, job: str, run_id: int) -> list[int]:
+    cur.execute(queries()["abandon_dead_runs"], {"job": job, "run_id": run_id})
+    return [row[0] for row in cur.fetchall()]
+
+
+def load_state(cur: Any, job: str) -> dict[str, Any]:
+    cur.execute(queries()["load_state"], {"job": job})
+    row = cur.fetchone()
+    return dict(row[0]) if row else {}
+
+
+def save_progress(
+    cur: Any,
+    run_id: int,
+    job: str,
+    state: dict[str, Any] | None,
+    rows: int,
+    changed: int,
+    batches: int,
+) -> None:
+    """Record a batch's effect. Runs inside the batch's transaction."""
+    cur.execute(
+        queries()["save_progress"],
+        {"run_id": run_id, "rows": rows, "changed": changed, "batches": batches},
+    )
+    if state is not None:
+        cur.execute(
+            queries()["save_state"], {"job": job, "state": state_json(state), "run_id": run_id}
+        )
+
+
+def finish_run(cur: Any, run_id: int, status: str, error: str | None) -> None:
+    cur.execute(queries()["finish_run"], {"run_id": run_id, "status": status, "error": error})
+
+
+RUN_FIELDS = (
+    "id", "job", "trigger", "status", "rows", "changed", "batches",
+    "started_at", "finished_at", "error", "dyno",
+)  # fmt: skip
+
+
+def recent_runs(cur: Any, job: str | None, limit: int) -> list[dict[str, Any]]:
+    cur.execute(queries()["recent_runs"], {"job": job, "limit": limit})
+    return [dict(zip(RUN_FIELDS, row, strict=True)) for row in cur.fetchall()]
+
+
+def last_runs(cur: Any) -> dict[str, dict[str, Any]]:
+    cur.execute(queries()["last_runs"])
+    fields = ("job", "id", "status", "started_at", "finished_at", "rows", "error", "dyno")
+    return {row[0]: dict(zip(fields, row, strict=True)) for row in cur.fetchall()}
+
+
+def server_facts(cur: Any) -> dict[str, Any]:
+    cur.execute(queries()["server_facts"])
+    version, ssl, in_recovery, read_only, database = cur.fetchone()
+    return {
+        "server_version": version,
+        "ssl": bool(ssl),
+        "in_recovery": bool(in_recovery),
+        "read_only": bool(in_recovery or read_only),
+        "database": database,
+    }
