@@ -91,16 +91,20 @@ class Cluster:
         """Create and start the cluster if need be. True when this call started it."""
         if self.running():
             return False
+        self.init()
+        self.start()
+        self.create_database(DATABASE)
+        return True
+
+    def init(self) -> None:
+        """initdb, once. Local connections are trusted: it listens on 127.0.0.1 only."""
         self.home.mkdir(parents=True, exist_ok=True)
         self._hand_over(self.home)
         if not self.initialized():
             self._pg(
                 "initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth=trust",
                 "-E", "UTF8", "--locale=C.UTF-8", "--no-sync",
-            )
-        self.start()
-        self.create_database(DATABASE)
-        return True
+            )  # fmt: skip
 
     def start(self, *extra: str) -> None:
         options = " ".join(
@@ -108,7 +112,6 @@ class Cluster:
                 f"-p {self.port}",
                 "-c listen_addresses=127.0.0.1",
                 f"-c unix_socket_directories={self.home}",
-                "-c fsync=off" if os.environ.get("NIGHTSHIFT_PG_FSYNC") == "off" else "",
                 *extra,
             ]
         )

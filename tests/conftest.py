@@ -1,0 +1,181 @@
+"""Real components for every test: a PostgreSQL server, a feed server, the real CLI.
+
+- `pg`: one throwaway cluster per session, from the machine's binaries (as the postgres OS
+  user when root), password-checked for everyone but its superuser.
+- `db`: a fresh database per test, reached as an app role with a distinctive password.
+- `feed`: a real local HTTP server answering like the USGS feed.
+- `cli`: `python -m worker …` in a subprocess; every call asserts no secret was printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from tests.support import FeedServer, Result, load_fixture
+from worker.embedded import Cluster
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "Tr0ub4dor-n1ghtsh1ft-S3CRET"  # distinctive: any occurrence in output is a leak
+APP_USER = "nightshift_app"
+
+HBA = """\
+local all all trust
+host all postgres 127.0.0.1/32 trust
+host replication all 127.0.0.1/32 trust
+host all all 127.0.0.1/32 scram-sha-256
+host all all ::1/128 scram-sha-256
+"""
+
+
+def make_home(prefix: str) -> Path:
+    """A directory the postgres OS user can use (not under /root or pytest's tmp_path)."""
+    home = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    os.chmod(home, 0o755)
+    return home
+
+
+def start_cluster(home: Path, **settings: str) -> Cluster:
+    cluster = Cluster(home)
+    cluster.init()
+    (cluster.data / "pg_hba.conf").write_text(HBA)
+    cluster.start(*[f"-c {k}={v}" for k, v in {"fsync": "off", **settings}.items()])
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[Cluster]:
+    home = make_home("nightshift-test-")
+    cluster = start_cluster(home)
+    cluster.psql(f"CREATE ROLE {APP_USER} LOGIN PASSWORD '{PASSWORD}' CREATEDB")
+    try:
+        yield cluster
+    finally:
+        cluster.stop("immediate")
+        shutil.rmtree(home, ignore_errors=True)
+
+
+class Database:
+    """A test database: its URL (as the app role) and a superuser connection for checks."""
+
+    def __init__(self, cluster: Cluster, name: str) -> None:
+        self.cluster = cluster
+        self.name = name
+        self.url = f"postgresql://{APP_USER}:{PASSWORD}@127.0.0.1:{cluster.port}/{name}"
+        self._conn = psycopg2.connect(
+            host="127.0.0.1", port=cluster.port, user="postgres", dbname=name
+        )
+        self._conn.autocommit = True
+
+    def query(self, sql: str, args: object = None) -> list[tuple]:
+        with self._conn.cursor() as cur:
+            cur.execute(sql, args)
+            return cur.fetchall() if cur.description else []
+
+    def scalar(self, sql: str, args: object = None) -> object:
+        rows = self.query(sql, args)
+        return rows[0][0] if rows else None
+
+    def runs(self) -> list[dict]:
+        rows = self.query(
+            "SELECT id, job, trigger, status, rows, changed, batches, error"
+            " FROM nightshift.runs ORDER BY id"
+        )
+        keys = ("id", "job", "trigger", "status", "rows", "changed", "batches", "error")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def state(self, job: str) -> dict:
+        return self.scalar("SELECT state FROM nightshift.job_state WHERE job = %s", (job,)) or {}
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+@pytest.fixture
+def db(pg: Cluster) -> Iterator[Database]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    pg.psql(f'CREATE DATABASE "{name}" OWNER {APP_USER}')
+    database = Database(pg, name)
+    try:
+        yield database
+    finally:
+        database.close()
+        pg.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def feed() -> Iterator[FeedServer]:
+    server = FeedServer(load_fixture())
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+class Cli:
+    """Runs the real CLI against a test database and feed, checking every output for leaks."""
+
+    def __init__(self, db: Database, feed: FeedServer) -> None:
+        self.env = {
+            "PATH": os.environ["PATH"],
+            "HOME": os.environ.get("HOME", "/tmp"),
+            "PYTHONPATH": str(ROOT),
+            "DATABASE_URL": db.url,
+            "USGS_FEED_URL": feed.url,
+            "LOG_FORMAT": "json",
+            "DYNO": "test.1",
+        }
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "worker", *args]
+
+    def __call__(self, *args: str, timeout: float = 60, **env: str) -> Result:
+        completed = subprocess.run(
+            self.command(*args),
+            env={**self.env, **env},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+        result = Result(completed.returncode, completed.stdout, completed.stderr)
+        assert_no_secrets(result.stdout + result.stderr, env.get("DATABASE_URL", self.env["DATABASE_URL"]))
+        return result
+
+    def spawn(self, *args: str, **env: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            self.command(*args),
+            env={**self.env, **env},
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
+
+
+def assert_no_secrets(output: str, url: str | None = None) -> None:
+    assert PASSWORD not in output, "the database password leaked into output"
+    if url:
+        assert url not in output, "the full database URL leaked into output"
+
+
+@pytest.fixture
+def cli(db: Database, feed: FeedServer) -> Cli:
+    return Cli(db, feed)
+
+
+def log_lines(text: str) -> list[dict]:
+    """Every line of a JSON log stream, parsed; a line that is not JSON fails the test."""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]

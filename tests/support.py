@@ -1,0 +1,125 @@
+"""Test helpers: a real HTTP feed server, synthetic feeds, CLI results, deadline polls."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+FIXTURE = Path(__file__).parent / "fixtures" / "usgs_all_day_2016-11-03.geojson"
+
+
+def load_fixture() -> dict[str, Any]:
+    return json.loads(FIXTURE.read_text())
+
+
+def synthetic_feed(count: int, start_ms: int = 1_478_000_000_000) -> dict[str, Any]:
+    """A feed shaped like USGS's with `count` distinct events, `updated` all different."""
+    template = load_fixture()["features"][0]
+    features = []
+    for i in range(count):
+        feature = copy.deepcopy(template)
+        feature["id"] = f"syn{i:06d}"
+        feature["properties"].update(
+            mag=round(-1 + (i % 70) / 10, 2),
+            time=start_ms + i * 1000,
+            updated=start_ms + i * 1000 + 500,
+            place=f"{i} km N of Somewhere",
+            code=f"{i:06d}",
+        )
+        features.append(feature)
+    return {"type": "FeatureCollection", "metadata": {"count": count}, "features": features}
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def logs(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [line for line in self.logs if line.get("event") == name]
+
+
+class FeedServer:
+    """A real HTTP server on 127.0.0.1 that serves one document, or a scripted failure."""
+
+    def __init__(self, document: Any) -> None:
+        self.status = 200
+        self.body = json.dumps(document).encode()
+        self.declared_length: int | None = None  # a Content-Length that lies (truncation)
+        self.requests = 0
+        self.requested = threading.Event()
+        self._open = threading.Event()
+        self._open.set()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.requests += 1
+                server.requested.set()
+                server._open.wait(60)
+                body = server.body
+                self.send_response(server.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(server.declared_length or len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                if server.declared_length:
+                    self.close_connection = True
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}/earthquakes/feed/v1.0/summary/all_day.geojson"
+
+    def serve(self, document: Any) -> None:
+        self.status, self.body, self.declared_length = 200, json.dumps(document).encode(), None
+
+    def fail(self, status: int, body: bytes = b"{}") -> None:
+        self.status, self.body = status, body
+
+    def raw(self, body: bytes, declared_length: int | None = None) -> None:
+        self.status, self.body, self.declared_length = 200, body, declared_length
+
+    def hold(self) -> None:
+        """Keep requests waiting (inside the server) until `release()`."""
+        self.requested.clear()
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    def close(self) -> None:
+        self._open.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
+    """Poll `predicate` until it returns something truthy, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
