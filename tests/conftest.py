@@ -179,3 +179,60 @@ def cli(db: Database, feed: FeedServer) -> Cli:
 def log_lines(text: str) -> list[dict]:
     """Every line of a JSON log stream, parsed; a line that is not JSON fails the test."""
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+class Gate:
+    """Makes the load stop in front of a batch: once the table holds `after` rows, the next
+    INSERT waits on an advisory lock this test holds. Deterministic, no timing."""
+
+    KEY = 4242
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.conn = psycopg2.connect(
+            host="127.0.0.1", port=db.cluster.port, user="postgres", dbname=db.name
+        )
+        self.conn.autocommit = True
+
+    def install(self, table: str = "earthquakes", after: int = 0) -> None:
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s)", (self.KEY,))
+            cur.execute(
+                f"""
+                CREATE FUNCTION gate() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                  IF (SELECT count(*) FROM {table}) >= {after} THEN
+                    PERFORM pg_advisory_lock_shared({self.KEY});
+                    PERFORM pg_advisory_unlock_shared({self.KEY});
+                  END IF;
+                  RETURN NULL;
+                END $$;
+                CREATE TRIGGER gate BEFORE INSERT ON {table}
+                  FOR EACH STATEMENT EXECUTE FUNCTION gate();
+                """
+            )
+
+    def waiting(self) -> bool:
+        """True while a worker session is blocked at the gate."""
+        return bool(
+            self.db.scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND application_name LIKE 'nightshift:%%'"
+            )
+        )
+
+    def open(self) -> None:
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock_all()")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@pytest.fixture
+def gate(db: Database) -> Iterator[Gate]:
+    g = Gate(db)
+    try:
+        yield g
+    finally:
+        g.close()

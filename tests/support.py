@@ -123,3 +123,39 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30, what: str = "con
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.05)
+
+
+class LogTail:
+    """Reads a child process's JSON log lines as they come, so a test can wait for an event."""
+
+    def __init__(self, stream: Any) -> None:
+        self.lines: list[dict[str, Any]] = []
+        self.raw: list[str] = []
+        self._changed = threading.Condition(threading.RLock())
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: Any) -> None:
+        for line in stream:
+            with self._changed:
+                self.raw.append(line)
+                try:
+                    self.lines.append(json.loads(line))
+                except ValueError:
+                    self.lines.append({"event": "<not json>", "line": line})
+                self._changed.notify_all()
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        with self._changed:
+            return [line for line in self.lines if line.get("event") == name]
+
+    def wait_event(self, name: str, timeout: float = 30) -> dict[str, Any]:
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.events(name), timeout):
+                raise AssertionError(f"no {name!r} log line within {timeout}s: {self.raw[-5:]}")
+            return self.events(name)[0]
+
+    def text(self) -> str:
+        self._thread.join(timeout=10)
+        with self._changed:
+            return "".join(self.raw)

@@ -90,8 +90,6 @@ def cmd_run(settings: Settings, jobs: Mapping[str, Job], args: argparse.Namespac
 
     job = lookup(jobs, args.job)
     params = _params(args.param)
-    with Database(settings, "nightshift:migrate") as db, db.transaction() as cur:
-        migrate(cur, jobs.values())
     shutdown = Shutdown()
     shutdown.install()
     result = Runner(settings, shutdown).run(

@@ -8,6 +8,7 @@ and only `Resolved.describe()` (source, host, database) is ever printed.
 from __future__ import annotations
 
 import ipaddress
+import threading
 from dataclasses import dataclass, field
 
 from psycopg2.extensions import parse_dsn
@@ -18,6 +19,7 @@ from worker.logs import get_logger
 from worker.redact import register_secret
 
 log = get_logger(__name__)
+_said_embedded = threading.Event()  # say once per process that the embedded cluster is in use
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,13 @@ def resolve(settings: Settings) -> Resolved:
     if settings.database_url:
         return parse(settings.database_url, "environment DATABASE_URL")
     cluster = default_cluster(settings.data_dir)
-    if cluster.ensure_started():
-        log.info("embedded_database_started", home=str(cluster.home), port=cluster.port)
+    started = cluster.ensure_started()
+    if started or not _said_embedded.is_set():
+        _said_embedded.set()
+        log.info(
+            "embedded_database_started" if started else "embedded_database_used",
+            reason="DATABASE_URL is not set",
+            home=str(cluster.home),
+            port=cluster.port,
+        )
     return parse(cluster.url(), "embedded")

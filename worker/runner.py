@@ -31,6 +31,7 @@ from worker.errors import (
 from worker.http import Session
 from worker.loader import BadRow, Loader
 from worker.logs import get_logger
+from worker.migrate import migrate
 from worker.redact import redact
 from worker.registry import Job
 from worker.shutdown import Shutdown
@@ -124,6 +125,7 @@ class Runner:
         self, db: Database, job: Job, trigger: str, params: dict, full_refresh: bool
     ) -> tuple[int, dict[str, Any]]:
         with db.transaction() as cur:
+            migrate(cur, [job])  # a first manual run on a fresh database needs its tables
             if not store.try_lock(cur, job.name):
                 raise JobBusy(f"job {job.name!r} is already running elsewhere")
             run_params = {**params, **({"full_refresh": True} if full_refresh else {})}

@@ -1,0 +1,46 @@
+"""A run killed with SIGKILL between batches leaves only whole batches; the rerun completes it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+
+from tests.support import synthetic_feed, wait_for
+
+
+def test_a_run_killed_between_batches_is_completed_by_the_rerun_exactly(cli, db, feed, gate):
+    document = synthetic_feed(3000)
+    feed.serve(document)
+    assert cli("migrate").returncode == 0
+    gate.install(after=1000)  # batches 1 and 2 commit, batch 3 waits at the gate
+
+    process = cli.spawn("run", "earthquakes", BATCH_SIZE="500")
+    try:
+        wait_for(gate.waiting, what="the third batch to wait at the gate")
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        process.kill()
+        gate.open()
+
+    # Only whole batches, and the state says exactly how far they reached.
+    assert db.scalar("SELECT count(*) FROM earthquakes") == 1000
+    [dead] = db.runs()
+    assert (dead["status"], dead["rows"], dead["batches"]) == ("running", 1000, 2)
+    thousandth = document["features"][999]["properties"]["updated"]
+    cursor = dt.datetime.fromisoformat(db.state("earthquakes")["cursor"])
+    assert cursor == dt.datetime.fromtimestamp(thousandth / 1000, tz=dt.UTC)
+
+    result = cli("run", "earthquakes", BATCH_SIZE="500")
+
+    assert result.returncode == 0, result.stderr
+    expected = sorted(f["id"] for f in document["features"])
+    assert [r[0] for r in db.query("SELECT id FROM earthquakes ORDER BY id")] == expected
+    expected_mags = {f["id"]: f["properties"]["mag"] for f in document["features"]}
+    assert dict(db.query("SELECT id, mag FROM earthquakes")) == expected_mags
+    dead, rerun = db.runs()
+    assert dead["status"] == "abandoned"
+    assert f"run {rerun['id']}" in dead["error"]
+    assert (rerun["status"], rerun["rows"]) == ("succeeded", 2001)  # the tie row, then 2000 more
+    [started] = result.events("job_started")
+    assert started["abandoned_runs"] == [dead["id"]]

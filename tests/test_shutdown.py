@@ -1,0 +1,103 @@
+"""SIGTERM: the worker (and `run`) stop cleanly, well inside Heroku's 30 s, recording the run."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+
+import pytest
+
+from tests.conftest import assert_no_secrets
+from tests.support import LogTail, synthetic_feed, wait_for
+
+HEROKU_BUDGET = 25  # seconds: Heroku sends SIGKILL 30 s after SIGTERM
+
+
+@pytest.fixture
+def worker(cli):
+    """Start `python -m worker`; stop it (hard) at the end whatever happened."""
+    started: list[tuple[subprocess.Popen, LogTail]] = []
+
+    def start(**env: str) -> tuple[subprocess.Popen, LogTail]:
+        process = cli.spawn(**env)
+        tail = LogTail(process.stdout)
+        started.append((process, tail))
+        return process, tail
+
+    yield start
+    for process, tail in started:
+        process.kill()
+        process.wait(timeout=10)
+        assert_no_secrets(tail.text() + process.stderr.read(), cli.env["DATABASE_URL"])
+
+
+def test_sigterm_to_an_idle_worker_exits_0(worker, db):
+    process, tail = worker()
+    scheduled = tail.wait_event("job_scheduled")
+    assert scheduled["job"] == "earthquakes"
+    assert scheduled["next_run_at"]
+
+    process.send_signal(signal.SIGTERM)
+
+    assert process.wait(timeout=HEROKU_BUDGET) == 0
+    assert tail.events("worker_stopped")
+    assert db.runs() == []
+
+
+def test_sigterm_mid_run_lets_the_batch_commit_and_records_the_run_interrupted(
+    worker, cli, db, feed, gate
+):
+    document = synthetic_feed(3000)
+    feed.serve(document)
+    assert cli("migrate").returncode == 0
+    gate.install(after=1000)
+    process, tail = worker(EARTHQUAKES_SCHEDULE="* * * * * *", BATCH_SIZE="500")
+    wait_for(gate.waiting, what="a batch waiting at the gate")
+
+    process.send_signal(signal.SIGTERM)
+    tail.wait_event("shutdown_requested")
+    gate.open()  # the batch in flight may now commit
+
+    assert process.wait(timeout=HEROKU_BUDGET) == 0
+    [run] = db.runs()
+    assert (run["status"], run["batches"], run["rows"]) == ("interrupted", 3, 1500)
+    assert db.scalar("SELECT count(*) FROM earthquakes") == 1500
+    [finished] = tail.events("job_finished")
+    assert (finished["status"], finished["run_id"]) == ("interrupted", run["id"])
+
+    rerun = cli("run", "earthquakes", BATCH_SIZE="500")
+
+    assert rerun.returncode == 0, rerun.stderr
+    ids = [r[0] for r in db.query("SELECT id FROM earthquakes ORDER BY id")]
+    assert ids == sorted(f["id"] for f in document["features"])
+
+
+def test_a_run_stuck_past_the_grace_period_is_recorded_interrupted_and_the_worker_exits_0(
+    worker, db, feed
+):
+    feed.hold()  # the job's HTTP request never gets an answer
+    process, tail = worker(EARTHQUAKES_SCHEDULE="* * * * * *", SHUTDOWN_GRACE_SECONDS="2")
+    tail.wait_event("job_started")
+    assert feed.requested.wait(30)
+
+    process.send_signal(signal.SIGTERM)
+
+    assert process.wait(timeout=HEROKU_BUDGET) == 0
+    [run] = db.runs()
+    assert run["status"] == "interrupted"
+    assert run["error"] == "shutdown: grace period ran out"
+
+
+def test_sigterm_to_a_foreground_run_waiting_on_its_source_interrupts_it_at_once(cli, db, feed):
+    feed.hold()
+    process = cli.spawn("run", "earthquakes")
+    tail = LogTail(process.stdout)
+    assert feed.requested.wait(30)
+
+    process.send_signal(signal.SIGTERM)
+
+    assert process.wait(timeout=HEROKU_BUDGET) == 1
+    [run] = db.runs()
+    assert run["status"] == "interrupted"
+    assert tail.wait_event("job_finished")["status"] == "interrupted"
+    assert "interrupted" in process.stderr.read()
