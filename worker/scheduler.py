@@ -23,6 +23,7 @@ from worker.logs import get_logger
 from worker.migrate import migrate
 from worker.registry import Job
 from worker.runner import Runner
+from worker.schedule import effective_schedule
 from worker.shutdown import Shutdown
 
 log = get_logger("nightshift.worker")
@@ -76,7 +77,8 @@ class Worker:
             log.info(
                 "job_scheduled",
                 job=job.name,
-                schedule=str(scheduled.trigger),
+                schedule=effective_schedule(job.name, job.schedule, os.environ),
+                timezone=job.timezone,
                 next_run_at=scheduled.next_run_time.isoformat() if scheduled.next_run_time else None,
             )
 
