@@ -46,11 +46,28 @@ def make_home(prefix: str) -> Path:
 
 
 def start_cluster(home: Path, **settings: str) -> Cluster:
+    """A cluster with SSL on (as Heroku's), password auth for all but postgres, fsync off."""
     cluster = Cluster(home)
     cluster.init()
     (cluster.data / "pg_hba.conf").write_text(HBA)
-    cluster.start(*[f"-c {k}={v}" for k, v in {"fsync": "off", **settings}.items()])
+    cert, key = self_signed_certificate(cluster.data)
+    settings = {"fsync": "off", "ssl": "on", "ssl_cert_file": cert, "ssl_key_file": key, **settings}
+    cluster.start(*[f"-c {k}={v}" for k, v in settings.items()])
     return cluster
+
+
+def self_signed_certificate(directory: Path) -> tuple[str, str]:
+    cert, key = directory / "server.crt", directory / "server.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    key.chmod(0o600)
+    if os.geteuid() == 0:
+        for path in (cert, key):
+            shutil.chown(path, "postgres", "postgres")
+    return str(cert), str(key)
 
 
 @pytest.fixture(scope="session")
@@ -150,7 +167,8 @@ class Cli:
             stdin=subprocess.DEVNULL,
         )
         result = Result(completed.returncode, completed.stdout, completed.stderr)
-        assert_no_secrets(result.stdout + result.stderr, env.get("DATABASE_URL", self.env["DATABASE_URL"]))
+        url = env.get("DATABASE_URL", self.env["DATABASE_URL"])
+        assert_no_secrets(result.stdout + result.stderr, url)
         return result
 
     def spawn(self, *args: str, **env: str) -> subprocess.Popen:

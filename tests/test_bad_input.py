@@ -33,7 +33,7 @@ def assert_failed_cleanly(result, db, cause: str) -> dict:
     [
         (lambda feed: feed.fail(500, b"oops"), "answered 500 Internal Server Error"),
         (lambda feed: feed.fail(404), "answered 404 Not Found"),
-        (lambda feed: feed.raw(b'{"type": "FeatureCollection", "features": [{"ty'), "malformed JSON"),
+        (lambda feed: feed.raw(b'{"type": "FeatureCollection", "features": [{'), "malformed JSON"),
         (lambda feed: feed.raw(b"<html>maintenance</html>"), "malformed JSON"),
         (lambda feed: feed.raw(b'{"features": [', declared_length=5000), "source: GET"),
         (lambda feed: feed.serve({"type": "FeatureCollection"}), "no 'features' list"),

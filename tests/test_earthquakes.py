@@ -46,10 +46,13 @@ def test_run_loads_every_event_of_the_feed_with_its_types_and_values(cli, db):
     )
     assert types["time"] == types["updated"] == "timestamp with time zone"
     assert types["mag"] == "double precision"
-    assert db.scalar(
-        "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
-        " WHERE conrelid = 'earthquakes'::regclass AND contype = 'p'"
-    ) == "PRIMARY KEY (id)"
+    assert (
+        db.scalar(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE conrelid = 'earthquakes'::regclass AND contype = 'p'"
+        )
+        == "PRIMARY KEY (id)"
+    )
     # the watermark is the newest revision loaded
     newest = max(f["properties"]["updated"] for f in load_fixture()["features"])
     assert dt.datetime.fromisoformat(db.state("earthquakes")["cursor"]) == utc(newest)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import signal
 
-from tests.support import synthetic_feed, wait_for
+from tests.support import LogTail, synthetic_feed, wait_for
 
 
 def test_a_run_killed_between_batches_is_completed_by_the_rerun_exactly(cli, db, feed, gate):
@@ -40,7 +40,38 @@ def test_a_run_killed_between_batches_is_completed_by_the_rerun_exactly(cli, db,
     assert dict(db.query("SELECT id, mag FROM earthquakes")) == expected_mags
     dead, rerun = db.runs()
     assert dead["status"] == "abandoned"
-    assert f"run {rerun['id']}" in dead["error"]
+    assert dead["error"] == f"the process running it died (found by run {rerun['id']})"
     assert (rerun["status"], rerun["rows"]) == ("succeeded", 2001)  # the tie row, then 2000 more
     [started] = result.events("job_started")
     assert started["abandoned_runs"] == [dead["id"]]
+
+
+def test_a_starting_worker_marks_a_dead_run_abandoned_before_running_anything(
+    cli, db, feed, gate
+):
+    feed.serve(synthetic_feed(1000))
+    assert cli("migrate").returncode == 0
+    gate.install(after=500)
+    process = cli.spawn("run", "earthquakes", BATCH_SIZE="500")
+    try:
+        wait_for(gate.waiting, what="the second batch to wait at the gate")
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        process.kill()
+        gate.open()
+    assert [r["status"] for r in db.runs()] == ["running"]
+
+    worker = cli.spawn(EARTHQUAKES_SCHEDULE="off", DYNO="worker.7")
+    tail = LogTail(worker.stdout)
+    try:
+        swept = tail.wait_event("dead_runs_abandoned")
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=25) == 0
+    finally:
+        worker.kill()
+
+    [dead] = db.runs()
+    assert swept["runs"] == [dead["id"]]
+    assert dead["status"] == "abandoned"
+    assert dead["error"] == "the process running it died (found by a worker starting on worker.7)"

@@ -30,9 +30,9 @@ class Failure(enum.Enum):
 
 def classify(exc: BaseException, conn: Connection | None) -> Failure:
     """Decide what a driver error means. Lost sessions carry no SQLSTATE: look at `conn`."""
-    if isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError):
-        if conn is None or conn.closed or getattr(exc, "pgcode", None) is None:
-            return Failure.RECONNECT
+    lost = conn is None or conn.closed or getattr(exc, "pgcode", None) is None
+    if isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError) and lost:
+        return Failure.RECONNECT
     if isinstance(exc, psycopg2.errors.ReadOnlySqlTransaction):
         return Failure.RECONNECT
     return Failure.FATAL

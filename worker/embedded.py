@@ -116,8 +116,17 @@ class Cluster:
             ]
         )
         self._pg(
-            "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
-            "start", "-o", options,
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-w",
+            "-t",
+            "60",
+            "start",
+            "-o",
+            options,
         )
 
     def stop(self, mode: str = "fast") -> None:
@@ -192,8 +201,10 @@ def main(argv: list[str]) -> int:
         cluster.stop()
         print("embedded PostgreSQL stopped")
     elif command == "status":
-        print(f"embedded PostgreSQL: {'running' if cluster.running() else 'stopped'}"
-              f" at {cluster.home} on 127.0.0.1:{cluster.port}")
+        print(
+            f"embedded PostgreSQL: {'running' if cluster.running() else 'stopped'}"
+            f" at {cluster.home} on 127.0.0.1:{cluster.port}"
+        )
     else:
         print("usage: python -m worker.embedded stop|status", file=sys.stderr)
         return 2

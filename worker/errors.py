@@ -50,5 +50,5 @@ class SourceError(NightshiftError):
     """The job's HTTP source answered something it cannot use."""
 
 
-class ShutdownRequested(BaseException):  # noqa: N818 - a signal, not an error
+class ShutdownRequested(BaseException):
     """A shutdown was requested. BaseException, so a job's `except Exception` cannot swallow it."""

@@ -38,7 +38,8 @@ class Resolved:
         return self.params.get("dbname", "")
 
     def describe(self) -> str:
-        return f"{self.source} (host={self.host} port={self.params.get('port', '5432')} db={self.database})"
+        port = self.params.get("port", "5432")
+        return f"{self.source} (host={self.host} port={port} db={self.database})"
 
 
 def parse(url: str, source: str) -> Resolved:

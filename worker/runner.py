@@ -130,7 +130,7 @@ class Runner:
                 raise JobBusy(f"job {job.name!r} is already running elsewhere")
             run_params = {**params, **({"full_refresh": True} if full_refresh else {})}
             run_id = store.start_run(cur, job.name, trigger, self.settings.dyno, run_params)
-            abandoned = store.abandon_dead_runs(cur, job.name, run_id)
+            abandoned = store.abandon_dead_runs(cur, job.name, run_id, f"run {run_id}")
             saved = store.load_state(cur, job.name)
         with self._active_lock:
             self.active[run_id] = job.name

@@ -54,8 +54,11 @@ class Worker:
         self.shutdown.on_request(lambda: self.scheduler.shutdown(wait=False))
         with Database(self.settings, "nightshift:worker") as db, db.transaction() as cur:
             migrate(cur, self.jobs.values())
+            abandoned = store.sweep_dead_runs(cur, self.settings.dyno)
             source = db.resolved.describe() if db.resolved else "?"
         log.info("worker_started", database=source, jobs=sorted(self.jobs), dyno=self.settings.dyno)
+        if abandoned:
+            log.warning("dead_runs_abandoned", runs=abandoned)
         for job in self.jobs.values():
             trigger = job.trigger()
             if trigger is None:
@@ -74,12 +77,13 @@ class Worker:
     def _log_schedule(self) -> None:
         for scheduled in self.scheduler.get_jobs():
             job = self.jobs[scheduled.id]
+            fire = scheduled.next_run_time
             log.info(
                 "job_scheduled",
                 job=job.name,
                 schedule=effective_schedule(job.name, job.schedule, os.environ),
                 timezone=job.timezone,
-                next_run_at=scheduled.next_run_time.isoformat() if scheduled.next_run_time else None,
+                next_run_at=fire.isoformat() if fire else None,
             )
 
     def _run_scheduled(self, name: str) -> None:

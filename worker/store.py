@@ -58,9 +58,23 @@ def start_run(cur: Any, job: str, trigger: str, dyno: str, params: dict[str, Any
     return int(cur.fetchone()[0])
 
 
-def abandon_dead_runs(cur: Any, job: str, run_id: int) -> list[int]:
-    cur.execute(queries()["abandon_dead_runs"], {"job": job, "run_id": run_id})
+def abandon_dead_runs(cur: Any, job: str, run_id: int | None, found_by: str) -> list[int]:
+    """Mark the job's other 'running' runs abandoned. Call only while holding its lock."""
+    cur.execute(
+        queries()["abandon_dead_runs"], {"job": job, "run_id": run_id, "found_by": found_by}
+    )
     return [row[0] for row in cur.fetchall()]
+
+
+def sweep_dead_runs(cur: Any, dyno: str) -> list[int]:
+    """At start: every run marked running whose job lock is free has died. Mark it abandoned."""
+    cur.execute(queries()["jobs_with_running_runs"])
+    abandoned: list[int] = []
+    for (job,) in cur.fetchall():
+        if try_lock(cur, job):
+            abandoned += abandon_dead_runs(cur, job, None, f"a worker starting on {dyno}")
+            unlock(cur, job)
+    return abandoned
 
 
 def load_state(cur: Any, job: str) -> dict[str, Any]:

@@ -36,9 +36,12 @@ SELECT pg_advisory_unlock(%(namespace)s, hashtext(%(job)s));
 -- Called while holding the job's lock: any other run still marked running has died.
 UPDATE nightshift.runs
 SET status = 'abandoned', finished_at = now(),
-    error = 'the process running it died (found by run ' || %(run_id)s || ')'
-WHERE job = %(job)s AND status = 'running' AND id <> %(run_id)s
+    error = 'the process running it died (found by ' || %(found_by)s || ')'
+WHERE job = %(job)s AND status = 'running' AND id IS DISTINCT FROM %(run_id)s
 RETURNING id;
+
+-- name: jobs_with_running_runs
+SELECT DISTINCT job FROM nightshift.runs WHERE status = 'running';
 
 -- name: recent_runs
 SELECT id, job, trigger, status, rows, changed, batches, started_at, finished_at, error, dyno
