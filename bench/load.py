@@ -269,7 +269,7 @@ class Bench:
         changed = write(self.conn, job, rows, size)
         seconds = time.perf_counter() - started
         count = self.count(job)
-        if count < len(rows):
+        if count != len(rows):
             raise SystemExit(f"{method}: {count} rows in {job.table}, expected {len(rows)}")
         return Result(method, len(rows), seconds, changed)
 
@@ -349,7 +349,8 @@ def run(rows: list[dict[str, Any]], args: argparse.Namespace, bench: Bench) -> d
         bench.drop(job)
 
     sweep = []
-    for page in SWEEP_SIZES:
+    pages = sorted({*SWEEP_SIZES, size})
+    for page in pages:
         progress(f"sweep: loader upsert, {len(sweep_rows):,} rows in batches of {page}")
         job = bench.fresh_table("bench_sweep")
         sweep.append(
@@ -378,7 +379,7 @@ def run(rows: list[dict[str, Any]], args: argparse.Namespace, bench: Bench) -> d
         "same_data": same,
         "sweep": [
             {"batch_size": p, **asdict(r), "rows_per_s": r.rate}
-            for p, r in zip(SWEEP_SIZES, sweep, strict=True)
+            for p, r in zip(pages, sweep, strict=True)
         ],
         "ratios": ratios,
         "targets": {k: {"at_least": t, "met": ratios[k] >= t} for k, t in targets.items()},
@@ -414,11 +415,11 @@ def report(out: dict[str, Any]) -> str:
         verdict = "met" if target["met"] else "NOT met"
         lines.append(f"{key:<48}{ratio:>7.3f}x  >= {target['at_least']:g}x  {verdict}")
     rates = {entry["batch_size"]: entry["rows_per_s"] for entry in out["sweep"]}
-    base = rates.get(out["batch_size"]) or rates[1000]
+    base = rates[out["batch_size"]]
     lines += [
         "",
         f"batch size sweep, loader upsert of {out['sweep'][0]['rows']:,} rows into an empty table",
-        f"{'batch size':<12}{'seconds':>10}{'rows/s':>10}{'vs default':>12}",
+        f"{'batch size':<12}{'seconds':>10}{'rows/s':>10}{'vs ' + str(out['batch_size']):>12}",
     ]
     for entry in out["sweep"]:
         lines.append(

@@ -6,6 +6,7 @@ lists them all. Invalid values fail fast with a message naming the variable.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -104,7 +105,7 @@ class _Reader:
             value = float(raw)
         except ValueError:
             raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-        if value <= 0:
+        if not math.isfinite(value) or value <= 0:
             raise ConfigError(f"{name} must be positive, got {raw}")
         return value
 

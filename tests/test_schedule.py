@@ -1,4 +1,4 @@
-"""Cron expressions mean what crontab means, in the job's timezone, unless the env says otherwise."""
+"""Cron expressions mean what crontab means, in the job's timezone, unless the env overrides."""
 
 from __future__ import annotations
 
@@ -90,11 +90,6 @@ def test_an_invalid_day_of_week_raises_value_error_naming_it(field, message):
     assert str(raised.value) == message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker/schedule.py cron_trigger passes day and day_of_week to APScheduler, which"
-    " requires both to match; crontab fires when either matches once both are restricted",
-)
 def test_with_day_of_month_and_day_of_week_both_set_either_one_matching_fires():
     # crontab(5): "0 3 13 * 5" runs on the 13th of the month AND on every Friday.
     assert next_fire("0 3 13 * 5", FRIDAY_NOON) == may(10)

@@ -16,13 +16,20 @@ import structlog
 from worker.redact import redact
 
 
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, BaseException):
+        return redact(f"{type(value).__name__}: {value}")
+    if isinstance(value, dict):
+        return {k: _redact_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_redact_value(v) for v in value]
+    return value
+
+
 def _redact_event(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
-    for key, value in event.items():
-        if isinstance(value, str):
-            event[key] = redact(value)
-        elif isinstance(value, BaseException):
-            event[key] = redact(f"{type(value).__name__}: {value}")
-    return event
+    return {key: _redact_value(value) for key, value in event.items()}
 
 
 def _json_default(value: Any) -> Any:

@@ -17,12 +17,16 @@ _secrets: set[str] = set()
 _lock = threading.Lock()
 
 # scheme://user:password@host  and  scheme://user@host
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/\s]+)@")
 # libpq keyword form: password=... (quoted or not)
 _KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 # libpq names the role in auth failures: for user "u5abc..."
 _LIBPQ_USER = re.compile(r'(\buser\s+)"[^"]*"')
-_SENSITIVE_PARAM = re.compile(r"key|token|secret|password|passwd|sig|auth", re.IGNORECASE)
+_SENSITIVE_PARAM = re.compile(
+    r"(?:^|[_-])(?:api[_-]?key|key|token|secret|password|passwd|pwd|sig|signature|auth"
+    r"|authorization|credentials?)$",
+    re.IGNORECASE,
+)
 _MIN_SECRET_LENGTH = 4
 
 

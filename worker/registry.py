@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.base import BaseTrigger
 
 from worker.errors import NightshiftError, UnknownJob
 from worker.schedule import cron_trigger, effective_schedule
@@ -48,7 +48,7 @@ class Job:
     cursor: str | None = None
     schema: str = "public"
 
-    def trigger(self, env: Mapping[str, str] | None = None) -> CronTrigger | None:
+    def trigger(self, env: Mapping[str, str] | None = None) -> BaseTrigger | None:
         """The cron trigger of this job's schedule (after `<JOB>_SCHEDULE`), or None."""
         expr = effective_schedule(self.name, self.schedule, os.environ if env is None else env)
         return None if expr is None else cron_trigger(expr, self.timezone)

@@ -11,6 +11,8 @@ import datetime as dt
 from collections.abc import Mapping
 from zoneinfo import ZoneInfo
 
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 _DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
@@ -30,26 +32,29 @@ def effective_schedule(job_name: str, declared: str | None, env: Mapping[str, st
     return schedule
 
 
-def cron_trigger(expr: str, timezone: str = "UTC") -> CronTrigger:
-    """A CronTrigger for a 5-field crontab expression (or 6 fields, seconds first)."""
+def cron_trigger(expr: str, timezone: str = "UTC") -> BaseTrigger:
+    """A trigger for a 5-field crontab expression (or 6 fields, seconds first)."""
     fields = expr.split()
     if len(fields) == 5:
         fields = ["0", *fields]
     if len(fields) != 6:
         raise ValueError(f"expected 5 cron fields (or 6 with seconds), got {len(fields)}")
     second, minute, hour, day, month, day_of_week = fields
-    return CronTrigger(
-        second=second,
-        minute=minute,
-        hour=hour,
-        day=day,
-        month=month,
-        day_of_week=_crontab_days(day_of_week),
-        timezone=ZoneInfo(timezone),
+    common = {"second": second, "minute": minute, "hour": hour, "month": month}
+    zone = ZoneInfo(timezone)
+    days = _crontab_days(day_of_week)
+    if day in ("*", "?") or days == "*":
+        return CronTrigger(**common, day=day, day_of_week=days, timezone=zone)
+    # crontab: with both day fields restricted, either one matching fires (APScheduler: both).
+    return OrTrigger(
+        [
+            CronTrigger(**common, day=day, timezone=zone),
+            CronTrigger(**common, day_of_week=days, timezone=zone),
+        ]
     )
 
 
-def next_fire(trigger: CronTrigger, now: dt.datetime | None = None) -> dt.datetime | None:
+def next_fire(trigger: BaseTrigger, now: dt.datetime | None = None) -> dt.datetime | None:
     now = now or dt.datetime.now(dt.UTC)
     return trigger.get_next_fire_time(None, now)
 
