@@ -46,9 +46,7 @@ def test_a_run_killed_between_batches_is_completed_by_the_rerun_exactly(cli, db,
     assert started["abandoned_runs"] == [dead["id"]]
 
 
-def test_a_starting_worker_marks_a_dead_run_abandoned_before_running_anything(
-    cli, db, feed, gate
-):
+def test_a_starting_worker_marks_a_dead_run_abandoned_before_running_anything(cli, db, feed, gate):
     feed.serve(synthetic_feed(1000))
     assert cli("migrate").returncode == 0
     gate.install(after=500)

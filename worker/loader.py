@@ -19,9 +19,10 @@ from psycopg2.extras import execute_values
 from worker.errors import NightshiftError
 from worker.registry import Job
 
-
 # Types without an `=` operator: the "did it change" test compares their text instead.
-_NO_EQUALITY = frozenset({"json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle"})
+_NO_EQUALITY = frozenset(
+    {"json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle"}
+)
 
 
 class BadRow(NightshiftError):
