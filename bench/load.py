@@ -312,31 +312,36 @@ def run(rows: list[dict[str, Any]], args: argparse.Namespace, bench: Bench) -> d
     load_with_executemany(bench.conn, scratch, rows[: min(1_000, n)], size)
     bench.drop(scratch)
 
-    results: dict[str, Result] = {}
-    progress(f"loader upsert, {n:,} rows into an empty table")
-    loaded = bench.fresh_table("bench_loader")
-    results["loader"] = bench.measure(
-        "loader upsert, empty table", load_with_loader, loaded, rows, size
-    )
-    progress("loader upsert again over the same rows (a rerun)")
-    results["rerun"] = bench.measure(
-        "loader upsert, rerun (unchanged)", load_with_loader, loaded, rows, size
-    )
-    progress(f"executemany upsert, {len(few):,} rows")
-    many = bench.fresh_table("bench_executemany")
-    results["executemany"] = bench.measure(
-        "executemany upsert, empty table", load_with_executemany, many, few, size
-    )
-    progress(f"COPY, one per batch, {n:,} rows")
-    copied = bench.fresh_table("bench_copy_batched")
-    results["copy_batched"] = bench.measure(
-        "COPY, one per batch", load_with_copy, copied, rows, size
-    )
-    progress(f"COPY, one for all {n:,} rows")
-    single = bench.fresh_table("bench_copy_single")
-    results["copy_single"] = bench.measure(
-        "COPY, one for all rows", load_with_copy, single, rows, n
-    )
+    # Each method runs `repeat` times, interleaved, and its median counts: the machine is noisy.
+    runs: dict[str, list[Result]] = {}
+    for round_ in range(1, args.repeat + 1):
+        progress(f"round {round_}/{args.repeat}: loader upsert, {n:,} rows into an empty table")
+        loaded = bench.fresh_table("bench_loader")
+        runs.setdefault("loader", []).append(
+            bench.measure("loader upsert, empty table", load_with_loader, loaded, rows, size)
+        )
+        progress(f"round {round_}: loader upsert again over the same rows (a rerun)")
+        runs.setdefault("rerun", []).append(
+            bench.measure("loader upsert, rerun (unchanged)", load_with_loader, loaded, rows, size)
+        )
+        progress(f"round {round_}: executemany upsert, {len(few):,} rows")
+        many = bench.fresh_table("bench_executemany")
+        runs.setdefault("executemany", []).append(
+            bench.measure("executemany upsert, empty table", load_with_executemany, many, few, size)
+        )
+        progress(f"round {round_}: COPY, one per batch, {n:,} rows")
+        copied = bench.fresh_table("bench_copy_batched")
+        runs.setdefault("copy_batched", []).append(
+            bench.measure("COPY, one per batch", load_with_copy, copied, rows, size)
+        )
+        progress(f"round {round_}: COPY, one for all {n:,} rows")
+        single = bench.fresh_table("bench_copy_single")
+        runs.setdefault("copy_single", []).append(
+            bench.measure("COPY, one for all rows", load_with_copy, single, rows, n)
+        )
+    results = {
+        key: sorted(rs, key=lambda r: r.rate)[(len(rs) - 1) // 2] for key, rs in runs.items()
+    }
 
     # Every method must have loaded the same data, or its speed means nothing.
     reference = bench.digest(loaded)
@@ -373,6 +378,7 @@ def run(rows: list[dict[str, Any]], args: argparse.Namespace, bench: Bench) -> d
         "rows": n,
         "batch_size": size,
         "seed": args.seed,
+        "repeat": args.repeat,
         "cpus": os.cpu_count(),
         "server": bench.server(),
         "results": {key: {**asdict(r), "rows_per_s": r.rate} for key, r in results.items()},
@@ -396,6 +402,7 @@ def report(out: dict[str, Any]) -> str:
         f" synchronous_commit={server['synchronous_commit']},"
         f" shared_buffers={server['shared_buffers']}, max_wal_size={server['max_wal_size']}",
         "Absolute numbers depend on this machine and its noise; the ratios are what matter.",
+        f"Each row below is the median of {out['repeat']} interleaved rounds.",
         "",
         f"{'method':<36}{'rows':>10}{'seconds':>10}{'rows/s':>10}{'changed':>10}",
     ]
@@ -448,6 +455,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="rows per batch and commit (default: the worker's BATCH_SIZE default)",
     )
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="rounds of the comparison; medians count (default 3)"
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     if min(args.rows, args.executemany_rows, args.sweep_rows, args.batch_size) < 1:

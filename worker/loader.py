@@ -73,15 +73,19 @@ class Loader:
         """Check each row against the declaration, drop repeated keys, order the values."""
         by_key: dict[tuple, tuple] = {}
         keep_later = self.job.mode == "upsert"
+        known, columns, key_index = self._known, self.columns, self._key_index
+        json_index = [i for i, c in enumerate(columns) if c in self._json]
         for row in rows:
-            if not isinstance(row, Mapping):
+            if not isinstance(row, dict) and not isinstance(row, Mapping):
                 raise BadRow(f"a row must be a dict, got {type(row).__name__}")
-            unknown = row.keys() - self._known
-            if unknown:
-                raise BadRow(f"row has undeclared column(s) {', '.join(sorted(map(str, unknown)))}")
-            values = tuple(self._value(c, row.get(c)) for c in self.columns)
-            key = tuple(values[i] for i in self._key_index)
-            if any(v is None for v in key):
+            if not known.issuperset(row):
+                unknown = ", ".join(sorted(str(k) for k in row if k not in known))
+                raise BadRow(f"row has undeclared column(s) {unknown}")
+            values = tuple(map(row.get, columns))
+            if json_index:
+                values = self._encode_json(values, json_index)
+            key = tuple(values[i] for i in key_index)
+            if None in key:
                 raise BadRow(f"row has no value for key {', '.join(self.job.key)}: {dict(row)!r}")
             if keep_later:
                 by_key.pop(key, None)  # re-insert so the batch keeps arrival order
@@ -90,11 +94,14 @@ class Loader:
                 by_key.setdefault(key, values)
         return list(by_key.values())
 
-    def _value(self, column: str, value: Any) -> Any:
-        if column in self._json and value is not None:
-            # A JSON text is adapted as a plain string: cheaper than psycopg2's Json wrapper.
-            return json.dumps(value)
-        return value
+    @staticmethod
+    def _encode_json(values: tuple, json_index: list[int]) -> tuple:
+        # A JSON text is adapted as a plain string: cheaper than psycopg2's Json wrapper.
+        encoded = list(values)
+        for i in json_index:
+            if encoded[i] is not None:
+                encoded[i] = json.dumps(encoded[i])
+        return tuple(encoded)
 
     def write(self, cur: Any, rows: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
         """Write one batch in the caller's transaction. Returns (rows written, rows changed)."""
