@@ -21,8 +21,17 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Settings:
-    # Where the database URL comes from. None means: the embedded local cluster.
+    # Where the database URL comes from, first configured wins (see worker/resolver.py):
+    # the Heroku Platform API, a command, a file, DATABASE_URL, else the embedded cluster.
+    heroku_api_key: str | None = field(default=None, repr=False)
+    heroku_app_name: str | None = None
+    heroku_api_url: str = "https://api.heroku.com"
+    database_config_var: str = "DATABASE_URL"
+    database_url_command: str | None = field(default=None, repr=False)
+    database_url_file: Path | None = None
     database_url: str | None = field(default=None, repr=False)
+    # How long one resolution (API request, command) may take.
+    resolver_timeout: float = 10.0
     # The embedded cluster's home (git-ignored). Used only without DATABASE_URL.
     data_dir: Path = PROJECT_ROOT / ".data"
 
@@ -36,10 +45,27 @@ class Settings:
     # Retries for idempotent GETs on connection errors, 429, 502, 503, 504.
     http_retries: int = 3
 
-    # libpq: a new connection that cannot be made in this many seconds is an error.
-    db_connect_timeout: int = 10
+    # A new connection that cannot be made in this many seconds is an error.
+    db_connect_timeout: int = 5
     # Server-side cap on one statement, so a stuck batch never holds a run forever.
     db_statement_timeout_ms: int = 300_000
+    # TCP keepalives find a dead idle connection in idle + interval * count seconds (~11 s).
+    db_keepalives_idle: int = 5
+    db_keepalives_interval: int = 2
+    db_keepalives_count: int = 3
+    # Unacknowledged data for this long means the peer is gone (kernel-level blackholes).
+    db_tcp_user_timeout_ms: int = 10_000
+    # Client-side deadline: after this long without a byte from the server, a second connection
+    # checks that our session is still working; if it is not, or cannot connect within
+    # db_connect_timeout, the session is presumed dead. Catches middleboxes that swallow bytes.
+    db_silence_timeout: float = 10.0
+
+    # Replay after a transient database error: exponential backoff with jitter, each wait at
+    # most db_retry_max_delay, all of them within db_retry_timeout (rides out a Heroku failover
+    # or a maintenance window of a few minutes).
+    db_retry_initial_delay: float = 0.1
+    db_retry_max_delay: float = 2.0
+    db_retry_timeout: float = 600.0
 
     # SIGTERM: Heroku kills 30 s after it; we finish the batch and exit well before.
     shutdown_grace_seconds: float = 20.0
@@ -54,8 +80,16 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         reader = _Reader(env)
+        database_url_file = reader.text("DATABASE_URL_FILE")
         settings = cls(
+            heroku_api_key=reader.text("HEROKU_API_KEY"),
+            heroku_app_name=reader.text("HEROKU_APP_NAME"),
+            heroku_api_url=(reader.text("HEROKU_API_URL") or cls.heroku_api_url).rstrip("/"),
+            database_config_var=reader.text("DATABASE_CONFIG_VAR") or cls.database_config_var,
+            database_url_command=reader.text("DATABASE_URL_COMMAND"),
+            database_url_file=Path(database_url_file) if database_url_file else None,
             database_url=reader.text("DATABASE_URL"),
+            resolver_timeout=reader.number("RESOLVER_TIMEOUT", cls.resolver_timeout),
             data_dir=Path(reader.text("NIGHTSHIFT_DATA_DIR") or PROJECT_ROOT / ".data"),
             batch_size=reader.integer("BATCH_SIZE", cls.batch_size, minimum=1),
             http_connect_timeout=reader.number("HTTP_CONNECT_TIMEOUT", cls.http_connect_timeout),
@@ -65,6 +99,20 @@ class Settings:
             db_statement_timeout_ms=reader.integer(
                 "DB_STATEMENT_TIMEOUT_MS", cls.db_statement_timeout_ms, minimum=0
             ),
+            db_keepalives_idle=reader.integer("DB_KEEPALIVES_IDLE", cls.db_keepalives_idle),
+            db_keepalives_interval=reader.integer(
+                "DB_KEEPALIVES_INTERVAL", cls.db_keepalives_interval
+            ),
+            db_keepalives_count=reader.integer("DB_KEEPALIVES_COUNT", cls.db_keepalives_count),
+            db_tcp_user_timeout_ms=reader.integer(
+                "DB_TCP_USER_TIMEOUT_MS", cls.db_tcp_user_timeout_ms, minimum=0
+            ),
+            db_silence_timeout=reader.number("DB_SILENCE_TIMEOUT", cls.db_silence_timeout),
+            db_retry_initial_delay=reader.number(
+                "DB_RETRY_INITIAL_DELAY", cls.db_retry_initial_delay
+            ),
+            db_retry_max_delay=reader.number("DB_RETRY_MAX_DELAY", cls.db_retry_max_delay),
+            db_retry_timeout=reader.number("DB_RETRY_TIMEOUT", cls.db_retry_timeout),
             shutdown_grace_seconds=reader.number(
                 "SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds
             ),

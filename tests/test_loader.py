@@ -9,7 +9,7 @@ import psycopg2
 import pytest
 
 from worker.loader import BadRow, Loader
-from worker.migrate import migrate
+from worker.migrate import migrate, migrations
 from worker.registry import Job
 
 COLUMNS = {"id": "text", "name": "text", "n": "integer"}
@@ -60,20 +60,23 @@ def versions(db, table: str = "items") -> dict[str, str]:
     return dict(db.query(f"SELECT id, xmin::text FROM {table}"))
 
 
+ALL_MIGRATIONS = [f"{version:04d}_{name}" for version, name, _ in migrations()]
+
+
 # -- migrate -----------------------------------------------------------------------------------
 
 
 def test_migrate_creates_the_bookkeeping_schema_and_the_job_table_keyed_on_its_key(conn, db):
     assert migrated(conn, make_job()) == {
-        "migrations": ["0001_bookkeeping"],
+        "migrations": ALL_MIGRATIONS,
         "tables": ["public.items"],
     }
     assert db.query(
         "SELECT table_name FROM information_schema.tables"
         " WHERE table_schema = 'nightshift' ORDER BY table_name"
     ) == [("job_state",), ("runs",), ("schema_migrations",)]
-    assert db.query("SELECT version, name FROM nightshift.schema_migrations") == [
-        (1, "bookkeeping")
+    assert db.query("SELECT version, name FROM nightshift.schema_migrations ORDER BY 1") == [
+        (version, name) for version, name, _ in migrations()
     ]
     assert db.query(
         "SELECT column_name, data_type FROM information_schema.columns"
@@ -89,12 +92,12 @@ def test_migrate_a_second_time_applies_nothing(conn, db):
     migrated(conn, make_job())
 
     assert migrated(conn, make_job()) == {"migrations": [], "tables": []}
-    assert db.scalar("SELECT count(*) FROM nightshift.schema_migrations") == 1
+    assert db.scalar("SELECT count(*) FROM nightshift.schema_migrations") == len(migrations())
 
 
 def test_migrate_creates_a_job_table_in_its_own_schema(conn, db):
     assert migrated(conn, make_job(schema="sales", table="orders")) == {
-        "migrations": ["0001_bookkeeping"],
+        "migrations": ALL_MIGRATIONS,
         "tables": ["sales.orders"],
     }
     assert primary_key(db, "sales.orders") == "PRIMARY KEY (id)"

@@ -19,7 +19,7 @@ def test_an_empty_environment_gives_every_default():
         http_connect_timeout=10.0,
         http_read_timeout=60.0,
         http_retries=3,
-        db_connect_timeout=10,
+        db_connect_timeout=5,
         db_statement_timeout_ms=300_000,
         shutdown_grace_seconds=20.0,
         log_format="auto",

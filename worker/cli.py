@@ -24,6 +24,8 @@ from worker.registry import Job, discover, lookup
 from worker.schedule import effective_schedule, next_fire
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
+# An operator asking `check`, `jobs` or `runs` wants an answer soon, not a ridden-out outage.
+CLI_BUDGET_SECONDS = 15.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -112,7 +114,7 @@ def _params(pairs: list[str]) -> dict[str, str]:
 
 
 def cmd_jobs(settings: Settings, jobs: Mapping[str, Job], _args: argparse.Namespace) -> int:
-    with Database(settings, "nightshift:cli") as db:
+    with Database(settings, "nightshift:cli", writable=False) as db:
         last = _query(db, store.last_runs, {})
     rows = []
     for job in sorted(jobs.values(), key=lambda j: j.name):
@@ -136,7 +138,7 @@ def cmd_jobs(settings: Settings, jobs: Mapping[str, Job], _args: argparse.Namesp
 def cmd_runs(settings: Settings, jobs: Mapping[str, Job], args: argparse.Namespace) -> int:
     if args.job:
         lookup(jobs, args.job)
-    with Database(settings, "nightshift:cli") as db:
+    with Database(settings, "nightshift:cli", writable=False) as db:
         runs = _query(db, lambda cur: store.recent_runs(cur, args.job, args.limit), [])
     if args.json:
         _out(json.dumps([_jsonable(run) for run in runs], indent=2))
@@ -160,22 +162,25 @@ def cmd_runs(settings: Settings, jobs: Mapping[str, Job], args: argparse.Namespa
 
 
 def cmd_migrate(settings: Settings, jobs: Mapping[str, Job], _args: argparse.Namespace) -> int:
-    with Database(settings, "nightshift:migrate") as db, db.transaction() as cur:
-        done = migrate(cur, jobs.values())
+    with Database(settings, "nightshift:migrate") as db:
+        done = db.run(lambda cur: migrate(cur, jobs.values()))
     _out(f"migrations applied: {', '.join(done['migrations']) or 'none needed'}")
     _out(f"tables created or extended: {', '.join(done['tables']) or 'none needed'}")
     return EXIT_OK
 
 
 def cmd_check(settings: Settings, _jobs: Mapping[str, Job], _args: argparse.Namespace) -> int:
-    with Database(settings, "nightshift:check") as db, db.transaction() as cur:
+
+    def inspect(cur: Any) -> tuple[dict[str, Any], int]:
         facts = store.server_facts(cur)
         cur.execute("SELECT to_regclass('nightshift.schema_migrations') IS NOT NULL")
-        has_schema = cur.fetchone()[0]
-        applied = 0
-        if has_schema:
-            cur.execute("SELECT count(*) FROM nightshift.schema_migrations")
-            applied = cur.fetchone()[0]
+        if not cur.fetchone()[0]:
+            return facts, 0
+        cur.execute("SELECT count(*) FROM nightshift.schema_migrations")
+        return facts, cur.fetchone()[0]
+
+    with Database(settings, "nightshift:check", writable=False) as db:
+        facts, applied = db.run(inspect, budget=CLI_BUDGET_SECONDS)
         source = db.resolved.describe() if db.resolved else "?"
     _out(f"database:  {source}")
     _out(f"server:    PostgreSQL {facts['server_version']}")
@@ -199,11 +204,12 @@ COMMANDS: dict[str, Callable[[Settings, Mapping[str, Job], argparse.Namespace], 
 # -- helpers ----------------------------------------------------------------------------------
 def _query(db: Database, fn: Callable[[Any], Any], empty: Any) -> Any:
     """Run a bookkeeping read; before the first `migrate` there is simply nothing to show."""
-    with db.transaction() as cur:
+
+    def read(cur: Any) -> Any:
         cur.execute("SELECT to_regclass('nightshift.runs') IS NOT NULL")
-        if not cur.fetchone()[0]:
-            return empty
-        return fn(cur)
+        return fn(cur) if cur.fetchone()[0] else empty
+
+    return db.run(read, budget=CLI_BUDGET_SECONDS)
 
 
 def _when(value: dt.datetime | None) -> str:

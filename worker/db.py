@@ -1,124 +1,257 @@
-"""The database connection: the one module that connects, and where driver errors are classified.
+"""The database connection: the one module that connects, reconnects and replays.
 
-`Database` owns one session (a run holds one). `transaction()` yields a cursor inside a
-transaction that commits on success and rolls back on error, and turns driver errors into
-the typed ones of `worker.errors`.
+`Database.run(work)` runs `work(cursor)` in a transaction and commits. When the database moves
+under it (failover, credential rotation, restart, a dead network) it resolves the URL afresh,
+reconnects with backoff and replays `work` on the new session — so `work` must be idempotent,
+as every batch is (upsert on a key, state in the same transaction): a COMMIT whose outcome is
+unknown is safe to replay. What each driver error means is decided in `worker.classify`.
 """
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
+import contextlib
+import datetime as dt
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import psycopg2
-import psycopg2.errors
 from psycopg2.extensions import connection as Connection
 
 from config import Settings
-from worker.errors import DatabaseError, DatabaseUnavailable
+from worker import wait
+from worker.classify import Action, Verdict, classify, describe_error
+from worker.errors import DatabaseError, DatabaseUnavailable, ResolverError, ShutdownRequested
+from worker.logs import get_logger
 from worker.resolver import Resolved, resolve
 
+T = TypeVar("T")
+log = get_logger("nightshift.db")
 
-class Failure(enum.Enum):
-    """What to do about a driver error."""
-
-    RECONNECT = "reconnect"  # the session is gone or the server moved: resolve afresh, reconnect
-    FATAL = "fatal"  # data, constraint or SQL error: retrying cannot help
-
-
-def classify(exc: BaseException, conn: Connection | None) -> Failure:
-    """Decide what a driver error means. Lost sessions carry no SQLSTATE: look at `conn`."""
-    lost = conn is None or conn.closed or getattr(exc, "pgcode", None) is None
-    if isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError) and lost:
-        return Failure.RECONNECT
-    if isinstance(exc, psycopg2.errors.ReadOnlySqlTransaction):
-        return Failure.RECONNECT
-    return Failure.FATAL
+_SESSION_FACTS = """
+SELECT pg_backend_pid(), backend_start, pg_is_in_recovery()
+FROM pg_stat_activity WHERE pid = pg_backend_pid()
+"""
+# A session we lost may live on at the server (a blackholed client is not noticed for a long
+# time) holding its locks: end it, but only if it is really ours (same pid AND start time).
+_END_ZOMBIE = """
+SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
+WHERE pid = %s AND backend_start = %s
+"""
+_PROBE = "SELECT state FROM pg_stat_activity WHERE pid = %s AND backend_start = %s"
 
 
-def describe_error(exc: BaseException) -> str:
-    """One line: SQLSTATE and the server's primary message, or the driver's first line."""
-    pgcode = getattr(exc, "pgcode", None)
-    diag = getattr(exc, "diag", None)
-    primary = getattr(diag, "message_primary", None) if diag is not None else None
-    text = primary or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    text = text.removeprefix("FATAL:").strip()
-    return f"{pgcode} {text}" if pgcode else text
+class StandbyError(psycopg2.OperationalError):
+    """Connected to a read-only standby (pg_is_in_recovery)."""
 
 
 def connect_params(resolved: Resolved, settings: Settings, application_name: str) -> dict[str, Any]:
-    """libpq parameters: the resolved URL plus our timeouts and a name for pg_stat_activity."""
+    """libpq parameters: the resolved URL, our timeouts, and a name for pg_stat_activity."""
     params: dict[str, Any] = dict(resolved.params)
-    params.setdefault("connect_timeout", str(settings.db_connect_timeout))
-    params.setdefault("keepalives", "1")
-    params.setdefault("keepalives_idle", "10")
-    params.setdefault("keepalives_interval", "5")
-    params.setdefault("keepalives_count", "3")
+    defaults = {
+        "connect_timeout": settings.db_connect_timeout,
+        "keepalives": 1,
+        "keepalives_idle": settings.db_keepalives_idle,
+        "keepalives_interval": settings.db_keepalives_interval,
+        "keepalives_count": settings.db_keepalives_count,
+        "tcp_user_timeout": settings.db_tcp_user_timeout_ms,
+    }
+    for name, value in defaults.items():
+        params.setdefault(name, str(value))
     params["application_name"] = application_name[:63]
     timeout = f"-c statement_timeout={settings.db_statement_timeout_ms}"
     params["options"] = f"{params.get('options', '')} {timeout}".strip()
     return params
 
 
+class Backoff:
+    """Exponential backoff with jitter, each wait capped, all of them within a total budget."""
+
+    def __init__(self, settings: Settings, budget: float | None = None) -> None:
+        self.initial = settings.db_retry_initial_delay
+        self.cap = settings.db_retry_max_delay
+        self.started = time.monotonic()
+        self.deadline = self.started + (settings.db_retry_timeout if budget is None else budget)
+        self.attempts = 0
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def next_delay(self) -> float | None:
+        """How long to wait before the next attempt, or None when the budget is spent."""
+        self.attempts += 1
+        ceiling = min(self.cap, self.initial * 2 ** (self.attempts - 1))
+        delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        return min(delay, remaining)
+
+
 class Database:
-    """One session to the database, resolved and connected on first use."""
+    """One session to the database, kept alive across faults; `run()` is the way to use it."""
 
     def __init__(
         self,
         settings: Settings,
         application_name: str = "nightshift",
         resolver: Callable[[Settings], Resolved] = resolve,
+        writable: bool = True,
+        stop: threading.Event | None = None,
     ) -> None:
         self.settings = settings
         self.application_name = application_name
-        self._resolver = resolver
+        self.writable = writable
         self.resolved: Resolved | None = None
         self.conn: Connection | None = None
+        self.reconnects = 0
+        self._resolver = resolver
+        self._stop = stop
+        self._hooks: list[Callable[[Any], None]] = []
+        self._session: tuple[int, dt.datetime] | None = None
+        self._lost_session: tuple[int, dt.datetime] | None = None
+        self._must_resolve = True
+        self._connected_once = False
+        wait.install()
 
-    def connect(self) -> Connection:
-        if self.conn is not None and not self.conn.closed:
-            return self.conn
-        self.resolved = self._resolver(self.settings)
-        params = connect_params(self.resolved, self.settings, self.application_name)
-        try:
-            self.conn = psycopg2.connect(**params)
-        except psycopg2.Error as exc:
-            raise DatabaseUnavailable(
-                f"cannot connect to {self.resolved.describe()}: {describe_error(exc)}"
-            ) from None
-        return self.conn
+    # -- public -----------------------------------------------------------------------------
+    def on_connect(self, hook: Callable[[Any], None]) -> None:
+        """Run `hook(cursor)` on every new session from now on (e.g. to take a lock again)."""
+        self._hooks.append(hook)
 
-    @contextmanager
-    def transaction(self) -> Iterator[Any]:
-        """A cursor in a transaction: commit on success, roll back and raise typed on error."""
-        conn = self.connect()
-        try:
-            with conn, conn.cursor() as cur:
-                yield cur
-        except psycopg2.Error as exc:
-            raise self._wrap(exc) from exc
+    def run(self, work: Callable[[Any], T], budget: float | None = None) -> T:
+        """Run `work(cursor)` in a transaction and commit; replay it through transient faults.
 
-    def execute(self, query: Any, args: Any = None) -> list[tuple]:
-        """Run one statement in its own transaction and return its rows (if any)."""
-        with self.transaction() as cur:
-            cur.execute(query, args)
-            return cur.fetchall() if cur.description else []
+        Raises DatabaseError for a fatal error, DatabaseUnavailable once the retry budget
+        (DB_RETRY_TIMEOUT, or `budget` seconds) is spent.
+        """
+        backoff = Backoff(self.settings, budget)
+        while True:
+            try:
+                conn = self._connection()
+                return self._attempt(conn, work)
+            except psycopg2.Error as exc:
+                verdict = classify(exc, self.conn)
+                if verdict.action is Action.FATAL:
+                    raise DatabaseError(describe_error(exc)) from exc
+                detail = describe_error(exc)
+            except ResolverError as exc:
+                if exc.fatal:
+                    raise
+                verdict, detail = Verdict(Action.RESOLVE, "resolver_failed"), str(exc)
+            self._recover(verdict)
+            delay = backoff.next_delay()
+            if delay is None:
+                raise DatabaseUnavailable(
+                    f"gave up after {backoff.elapsed:.0f} s and {backoff.attempts} attempts;"
+                    f" last cause {verdict.cause}: {detail}"
+                )
+            log.warning(
+                "db_retry",
+                cause=verdict.cause,
+                action=verdict.action.value,
+                attempt=backoff.attempts,
+                wait_s=round(delay, 2),
+                source=self.resolved.describe() if self.resolved else None,
+                error=detail,
+            )
+            self._sleep(delay)
 
     def close(self) -> None:
         if self.conn is not None and not self.conn.closed:
             self.conn.close()
         self.conn = None
 
-    def _wrap(self, exc: psycopg2.Error) -> DatabaseError:
-        if classify(exc, self.conn) is Failure.RECONNECT:
-            where = self.resolved.describe() if self.resolved else "the database"
-            return DatabaseUnavailable(f"lost the session to {where}: {describe_error(exc)}")
-        return DatabaseError(describe_error(exc))
-
     def __enter__(self) -> Database:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- one attempt ------------------------------------------------------------------------
+    def _attempt(self, conn: Connection, work: Callable[[Any], T]) -> T:
+        try:
+            with conn.cursor() as cur:
+                result = work(cur)
+            conn.commit()
+            return result
+        except BaseException:
+            if not conn.closed:
+                with contextlib.suppress(psycopg2.Error):  # a dead session: the caller sees it
+                    conn.rollback()
+            raise
+
+    def _connection(self) -> Connection:
+        if self.conn is not None and not self.conn.closed:
+            return self.conn
+        if self._must_resolve or self.resolved is None:
+            self.resolved = self._resolver(self.settings)
+            self._must_resolve = False
+        params = connect_params(self.resolved, self.settings, self.application_name)
+        with wait.connecting(self.settings.db_connect_timeout):
+            conn = psycopg2.connect(**params)
+        self.conn = conn
+        try:
+            self._prepare(conn, params)
+        except BaseException:
+            self.close()
+            raise
+        if self._connected_once:
+            self.reconnects += 1
+            log.info("db_reconnected", source=self.resolved.describe(), reconnects=self.reconnects)
+        self._connected_once = True
+        return conn
+
+    def _prepare(self, conn: Connection, params: dict[str, Any]) -> None:
+        """A new session: learn who it is, end our lost one, refuse a standby, run the hooks."""
+        with conn.cursor() as cur:
+            cur.execute(_SESSION_FACTS)
+            pid, started, in_recovery = cur.fetchone()
+            self._session = (pid, started)
+            if self._lost_session is not None:
+                cur.execute(_END_ZOMBIE, self._lost_session)
+                self._lost_session = None
+        conn.commit()
+        if self.writable and in_recovery:
+            raise StandbyError("the server is a read-only standby (pg_is_in_recovery)")
+        wait.watch(conn, self.settings.db_silence_timeout, lambda: self._probe(params))
+        for hook in self._hooks:
+            self._attempt(conn, hook)
+
+    def _probe(self, params: dict[str, Any]) -> bool:
+        """Over a second connection: is our session still at the server, and working?"""
+        if self._session is None:
+            return False
+        probe_params = {**params, "application_name": f"{self.application_name}:probe"[:63]}
+        try:
+            with wait.connecting(self.settings.db_connect_timeout):
+                probe = psycopg2.connect(**probe_params)
+            try:
+                wait.watch(probe, self.settings.db_connect_timeout, None)
+                with probe.cursor() as cur:
+                    cur.execute(_PROBE, self._session)
+                    row = cur.fetchone()
+            finally:
+                probe.close()
+        except psycopg2.Error:
+            return False
+        return row is not None and row[0] == "active"
+
+    def _recover(self, verdict: Verdict) -> None:
+        """Forget a session that cannot be used again; resolve afresh when the URL may move."""
+        if verdict.action is Action.RETRY and self.conn is not None and not self.conn.closed:
+            return  # same session, new transaction
+        if self.conn is not None:
+            self._lost_session = self._session
+            self.close()
+        if verdict.action is Action.RESOLVE:
+            self._must_resolve = True
+
+    def _sleep(self, delay: float) -> None:
+        if self._stop is None:
+            time.sleep(delay)
+        elif self._stop.wait(delay):
+            raise ShutdownRequested()

@@ -34,7 +34,11 @@ class DatabaseUnavailable(DatabaseError):
 
 
 class ResolverError(DatabaseUnavailable):
-    """The database URL could not be resolved."""
+    """The database URL could not be resolved. `fatal`: retrying cannot help (a refused token)."""
+
+    def __init__(self, message: str | None = None, fatal: bool = False) -> None:
+        self.fatal = fatal
+        super().__init__(message)
 
 
 class JobFailed(NightshiftError):

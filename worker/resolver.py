@@ -1,22 +1,35 @@
 """Where the database URL comes from, resolved fresh each time it is asked for.
 
-Sources, first configured wins: the environment's DATABASE_URL, else the embedded local
-cluster. The URL is a secret: its password is registered with `redact` the moment it is read,
-and only `Resolved.describe()` (source, host, database) is ever printed.
+Sources, first configured wins:
+1. the Heroku Platform API (HEROKU_API_KEY + HEROKU_APP_NAME): the app's config var
+   DATABASE_CONFIG_VAR (default DATABASE_URL) — what an app outside Heroku needs;
+2. a command (DATABASE_URL_COMMAND, e.g. `heroku config:get DATABASE_URL -a myapp`): its stdout;
+3. a file (DATABASE_URL_FILE, a mounted secret), re-read each time;
+4. the environment's DATABASE_URL (inside a dyno), else the embedded local cluster.
+
+`worker.db` resolves at connect time and again only after an error that can mean the database
+moved, never per query (the Platform API allows ~4,500 requests an hour). The URL is a secret:
+its password is registered with `redact` the moment it is read, and only `Resolved.describe()`
+(source, host, port, database) is ever printed.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import shlex
+import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import requests
 from psycopg2.extensions import parse_dsn
 
 from config import ConfigError, Settings
 from worker.embedded import default_cluster
+from worker.errors import ResolverError
 from worker.logs import get_logger
-from worker.redact import register_secret
+from worker.redact import redact, register_secret
 
 log = get_logger(__name__)
 _said_embedded = threading.Event()  # say once per process that the embedded cluster is in use
@@ -65,10 +78,85 @@ def is_local(host: str) -> bool:
         return False
 
 
-def resolve(settings: Settings) -> Resolved:
-    """Resolve the database URL now, from the first configured source."""
-    if settings.database_url:
-        return parse(settings.database_url, "environment DATABASE_URL")
+# -- sources ----------------------------------------------------------------------------------
+def heroku_api(settings: Settings) -> str:
+    """GET /apps/{app}/config-vars from the Heroku Platform API."""
+    app, var = settings.heroku_app_name, settings.database_config_var
+    url = f"{settings.heroku_api_url}/apps/{app}/config-vars"
+    try:
+        response = requests.get(
+            url,
+            headers={
+                "Accept": "application/vnd.heroku+json; version=3",
+                "Authorization": f"Bearer {settings.heroku_api_key}",
+                "User-Agent": "nightshift",
+            },
+            timeout=settings.resolver_timeout,
+        )
+    except requests.RequestException as exc:
+        raise ResolverError(f"cannot reach it ({type(exc).__name__})") from None
+    status = response.status_code
+    if status in (401, 403):
+        raise ResolverError(
+            f"it answered {status}: the token was refused; check HEROKU_API_KEY", fatal=True
+        )
+    if status == 404:
+        raise ResolverError(f"it answered 404: no app named {app!r}", fatal=True)
+    if status != 200:
+        raise ResolverError(f"it answered {status}")
+    try:
+        config = response.json()
+    except ValueError:
+        raise ResolverError("it answered something that is not JSON") from None
+    value = config.get(var) if isinstance(config, dict) else None
+    if not value:
+        raise ResolverError(f"app {app!r} has no config var {var}", fatal=True)
+    return value
+
+
+def command(settings: Settings) -> str:
+    """Run DATABASE_URL_COMMAND; its stdout is the URL."""
+    argv = shlex.split(settings.database_url_command or "")
+    try:
+        done = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=settings.resolver_timeout,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise ResolverError(f"{argv[0]!r} was not found", fatal=True) from None
+    except subprocess.TimeoutExpired:
+        raise ResolverError(f"it ran longer than {settings.resolver_timeout:g} s") from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ResolverError(f"it exited {done.returncode}: {redact(last)[:200]}")
+    url = done.stdout.strip()
+    if not url:
+        raise ResolverError("it printed nothing")
+    return url
+
+
+def file(settings: Settings) -> str:
+    """Read DATABASE_URL_FILE afresh."""
+    try:
+        url = settings.database_url_file.read_text().strip()  # type: ignore[union-attr]
+    except FileNotFoundError:
+        raise ResolverError("the file does not exist") from None
+    except OSError as exc:
+        raise ResolverError(f"the file cannot be read ({exc.strerror})") from None
+    if not url:
+        raise ResolverError("the file is empty")
+    return url
+
+
+def environment(settings: Settings) -> str:
+    return settings.database_url or ""
+
+
+def embedded(settings: Settings) -> str:
     cluster = default_cluster(settings.data_dir)
     started = cluster.ensure_started()
     if started or not _said_embedded.is_set():
@@ -79,4 +167,34 @@ def resolve(settings: Settings) -> Resolved:
             home=str(cluster.home),
             port=cluster.port,
         )
-    return parse(cluster.url(), "embedded")
+    return cluster.url()
+
+
+Source = Callable[[Settings], str]
+
+
+def source_for(settings: Settings) -> tuple[str, Source]:
+    """The first configured source: its name (for logs) and how to read it."""
+    if settings.heroku_api_key and settings.heroku_app_name:
+        register_secret(settings.heroku_api_key)
+        app, var = settings.heroku_app_name, settings.database_config_var
+        return f"Heroku Platform API ({app} {var})", heroku_api
+    if settings.database_url_command:
+        return "DATABASE_URL_COMMAND", command
+    if settings.database_url_file:
+        return f"DATABASE_URL_FILE ({settings.database_url_file})", file
+    if settings.database_url:
+        return "environment DATABASE_URL", environment
+    return "embedded", embedded
+
+
+def resolve(settings: Settings) -> Resolved:
+    """Resolve the database URL now, from the first configured source."""
+    name, read = source_for(settings)
+    try:
+        url = read(settings)
+    except ResolverError as exc:
+        raise ResolverError(
+            f"cannot resolve the database URL from {name}: {exc}", fatal=exc.fatal
+        ) from None
+    return parse(url, name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ from worker.errors import (
     DatabaseUnavailable,
     JobBusy,
     JobFailed,
+    NightshiftError,
     ShutdownRequested,
     SourceError,
 )
@@ -38,6 +40,12 @@ from worker.shutdown import Shutdown
 from worker.state import StateTracker
 
 log = get_logger("nightshift.run")
+# How long a failed or interrupted run may spend recording itself through a database outage.
+FINISH_BUDGET_SECONDS = 10.0
+
+
+class LockLost(NightshiftError):
+    """The job's lock went to another process while this run was reconnecting."""
 
 
 @dataclass
@@ -48,6 +56,7 @@ class RunResult:
     rows: int = 0
     changed: int = 0
     batches: int = 0
+    reconnects: int = 0
     error: str | None = None
     duration: float = 0.0
 
@@ -67,7 +76,7 @@ class Runner:
         self,
         settings: Settings,
         shutdown: Shutdown | None = None,
-        database: Callable[[Settings, str], Database] = Database,
+        database: Callable[..., Database] = Database,
     ) -> None:
         self.settings = settings
         self.shutdown = shutdown or Shutdown()
@@ -91,17 +100,21 @@ class Runner:
         """Run `job` now. Raises JobBusy if it is running elsewhere; otherwise never raises."""
         started = time.monotonic()
         params = dict(params or {})
+        name = f"nightshift:{job.name}@{self.settings.dyno}"
         with (
             bound_contextvars(job=job.name),
-            self._database(self.settings, f"nightshift:{job.name}") as db,
+            self._database(self.settings, name, stop=self.shutdown.event) as db,
         ):
             try:
                 run_id, saved = self._begin(db, job, trigger, params, full_refresh)
             except JobBusy:
                 raise
-            except DatabaseError as exc:
+            except (DatabaseError, ShutdownRequested) as exc:
                 # No run could be recorded; the log line is all there is, so make it count.
-                result = RunResult(job=job.name, status="failed", error=f"database: {exc}")
+                if isinstance(exc, ShutdownRequested):
+                    result = RunResult(job.name, "interrupted", error="shutdown requested")
+                else:
+                    result = RunResult(job.name, "failed", error=f"database: {exc}")
                 result.duration = round(time.monotonic() - started, 3)
                 self._log_finished(result)
                 return result
@@ -115,7 +128,7 @@ class Runner:
                 except JobFailed as exc:
                     result.status, result.error = "failed", str(exc)
                 result.rows, result.changed = progress.rows, progress.changed
-                result.batches = progress.batches
+                result.batches, result.reconnects = progress.batches, db.reconnects
                 result.duration = round(time.monotonic() - started, 3)
                 self._finish(db, job, result)
         return result
@@ -124,14 +137,19 @@ class Runner:
     def _begin(
         self, db: Database, job: Job, trigger: str, params: dict, full_refresh: bool
     ) -> tuple[int, dict[str, Any]]:
-        with db.transaction() as cur:
+        run_params = {**params, **({"full_refresh": True} if full_refresh else {})}
+        token = str(uuid.uuid4())
+
+        def begin(cur: Any) -> tuple[int, list[int], dict[str, Any]]:
             migrate(cur, [job])  # a first manual run on a fresh database needs its tables
             if not store.try_lock(cur, job.name):
                 raise JobBusy(f"job {job.name!r} is already running elsewhere")
-            run_params = {**params, **({"full_refresh": True} if full_refresh else {})}
-            run_id = store.start_run(cur, job.name, trigger, self.settings.dyno, run_params)
+            run_id = store.start_run(cur, job.name, trigger, self.settings.dyno, run_params, token)
             abandoned = store.abandon_dead_runs(cur, job.name, run_id, f"run {run_id}")
-            saved = store.load_state(cur, job.name)
+            return run_id, abandoned, store.load_state(cur, job.name)
+
+        run_id, abandoned, saved = db.run(begin)
+        db.on_connect(lambda cur: self._relock(cur, job))
         with self._active_lock:
             self.active[run_id] = job.name
         log.info(
@@ -142,6 +160,12 @@ class Runner:
             **({"abandoned_runs": abandoned} if abandoned else {}),
         )
         return run_id, saved
+
+    @staticmethod
+    def _relock(cur: Any, job: Job) -> None:
+        """On a new session: take the job's lock again, or stop — someone else runs it now."""
+        if not store.try_lock(cur, job.name):
+            raise LockLost("lost the job's lock to another process while reconnecting")
 
     def _drive(
         self,
@@ -212,18 +236,24 @@ class Runner:
         state = tracker.for_batch(final=final)
         if not rows and state is None:
             return
+
+        def write(cur: Any) -> tuple[int, int]:
+            written, changed = loader.write(cur, rows)
+            store.save_progress(
+                cur,
+                run_id,
+                job.name,
+                state,
+                rows=progress.rows + written,
+                changed=progress.changed + changed,
+                batches=progress.batches + 1,
+            )
+            return written, changed
+
         try:
-            with db.transaction() as cur:
-                written, changed = loader.write(cur, rows)
-                store.save_progress(
-                    cur,
-                    run_id,
-                    job.name,
-                    state,
-                    rows=progress.rows + written,
-                    changed=progress.changed + changed,
-                    batches=progress.batches + 1,
-                )
+            written, changed = db.run(write)
+        except LockLost as exc:
+            raise JobFailed(job.name, "lock", str(exc)) from exc
         except BadRow as exc:
             raise JobFailed(job.name, "bad row", str(exc)) from exc
         except DatabaseUnavailable as exc:
@@ -238,11 +268,15 @@ class Runner:
         log.debug("batch_committed", batch=progress.batches, rows=written, changed=changed)
 
     def _finish(self, db: Database, job: Job, result: RunResult) -> None:
+        def finish(cur: Any) -> None:
+            store.finish_run(cur, result.run_id, result.status, result.error, result.reconnects)
+            store.unlock(cur, job.name)
+
+        # After a failure or a shutdown there is no time to ride out a long outage.
+        budget = None if result.status == "succeeded" else FINISH_BUDGET_SECONDS
         try:
-            with db.transaction() as cur:
-                store.finish_run(cur, result.run_id, result.status, result.error)
-                store.unlock(cur, job.name)
-        except DatabaseError as exc:
+            db.run(finish, budget=budget)
+        except (DatabaseError, LockLost, ShutdownRequested) as exc:
             # The run's row stays 'running'; the next run of this job marks it abandoned.
             log.error("run_not_recorded", error=str(exc))
         finally:
@@ -259,6 +293,7 @@ class Runner:
             "rows": result.rows,
             "changed": result.changed,
             "batches": result.batches,
+            "reconnects": result.reconnects,
             "duration_s": result.duration,
         }
         if result.error:

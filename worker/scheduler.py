@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Any
 
 from apscheduler.events import EVENT_SCHEDULER_STARTED
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -52,9 +53,14 @@ class Worker:
     def serve(self) -> int:
         self.shutdown.install()
         self.shutdown.on_request(lambda: self.scheduler.shutdown(wait=False))
-        with Database(self.settings, "nightshift:worker") as db, db.transaction() as cur:
+
+        def prepare(cur: Any) -> list[int]:
             migrate(cur, self.jobs.values())
-            abandoned = store.sweep_dead_runs(cur, self.settings.dyno)
+            return store.sweep_dead_runs(cur, self.settings.dyno)
+
+        name = f"nightshift:worker@{self.settings.dyno}"
+        with Database(self.settings, name, stop=self.shutdown.event) as db:
+            abandoned = db.run(prepare)
             source = db.resolved.describe() if db.resolved else "?"
         log.info("worker_started", database=source, jobs=sorted(self.jobs), dyno=self.settings.dyno)
         if abandoned:
@@ -102,11 +108,16 @@ class Worker:
         if not stragglers:
             return
         log.warning("runs_still_busy", runs=sorted(stragglers))
+
+        def record(cur: Any) -> None:
+            for run_id in stragglers:
+                store.finish_run(cur, run_id, "interrupted", "shutdown: grace period ran out")
+
         try:
-            with Database(self.settings, "nightshift:worker") as db, db.transaction() as cur:
-                for run_id, job in stragglers.items():
-                    store.finish_run(cur, run_id, "interrupted", "shutdown: grace period ran out")
-                    log.info("job_finished", job=job, run_id=run_id, status="interrupted")
+            with Database(self.settings, f"nightshift:worker@{self.settings.dyno}") as db:
+                db.run(record, budget=3)
+            for run_id, job in stragglers.items():
+                log.info("job_finished", job=job, run_id=run_id, status="interrupted")
         except DatabaseError as exc:
             log.error("runs_not_recorded", error=str(exc))
         # Their threads may be blocked in I/O: leave now, their sessions die with us.

@@ -50,10 +50,19 @@ def unlock(cur: Any, job: str) -> None:
     cur.execute(queries()["unlock_job"], {"namespace": LOCK_NAMESPACE, "job": job})
 
 
-def start_run(cur: Any, job: str, trigger: str, dyno: str, params: dict[str, Any]) -> int:
+def start_run(
+    cur: Any, job: str, trigger: str, dyno: str, params: dict[str, Any], token: str
+) -> int:
     cur.execute(
         queries()["start_run"],
-        {"job": job, "trigger": trigger, "dyno": dyno, "pid": os.getpid(), "params": Json(params)},
+        {
+            "job": job,
+            "trigger": trigger,
+            "dyno": dyno,
+            "pid": os.getpid(),
+            "params": Json(params),
+            "token": token,
+        },
     )
     return int(cur.fetchone()[0])
 
@@ -103,8 +112,11 @@ def save_progress(
         )
 
 
-def finish_run(cur: Any, run_id: int, status: str, error: str | None) -> None:
-    cur.execute(queries()["finish_run"], {"run_id": run_id, "status": status, "error": error})
+def finish_run(cur: Any, run_id: int, status: str, error: str | None, reconnects: int = 0) -> None:
+    cur.execute(
+        queries()["finish_run"],
+        {"run_id": run_id, "status": status, "error": error, "reconnects": reconnects},
+    )
 
 
 RUN_FIELDS = (

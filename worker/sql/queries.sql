@@ -1,8 +1,10 @@
 -- Every bookkeeping query, loaded once by worker/store.py. `-- name: x` starts query x.
 
 -- name: start_run
-INSERT INTO nightshift.runs (job, trigger, dyno, pid, params)
-VALUES (%(job)s, %(trigger)s, %(dyno)s, %(pid)s, %(params)s)
+-- Idempotent on the token: a replay returns the run the first attempt created.
+INSERT INTO nightshift.runs (job, trigger, dyno, pid, params, token)
+VALUES (%(job)s, %(trigger)s, %(dyno)s, %(pid)s, %(params)s, %(token)s)
+ON CONFLICT (token) DO UPDATE SET token = EXCLUDED.token
 RETURNING id;
 
 -- name: save_progress
@@ -22,7 +24,7 @@ SELECT state FROM nightshift.job_state WHERE job = %(job)s;
 
 -- name: finish_run
 UPDATE nightshift.runs
-SET status = %(status)s, error = %(error)s, finished_at = now()
+SET status = %(status)s, error = %(error)s, reconnects = %(reconnects)s, finished_at = now()
 WHERE id = %(run_id)s AND status = 'running';
 
 -- name: try_lock_job
