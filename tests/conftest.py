@@ -52,7 +52,8 @@ def start_cluster(home: Path, **settings: str) -> Cluster:
     (cluster.data / "pg_hba.conf").write_text(HBA)
     cert, key = self_signed_certificate(cluster.data)
     settings = {"fsync": "off", "ssl": "on", "ssl_cert_file": cert, "ssl_key_file": key, **settings}
-    cluster.start(*[f"-c {k}={v}" for k, v in settings.items()])
+    cluster.options = [f"-c {k}={v}" for k, v in settings.items()]  # type: ignore[attr-defined]
+    cluster.start(*cluster.options)  # type: ignore[attr-defined]
     return cluster
 
 
@@ -89,15 +90,28 @@ class Database:
         self.cluster = cluster
         self.name = name
         self.url = f"postgresql://{APP_USER}:{PASSWORD}@127.0.0.1:{cluster.port}/{name}"
-        self._conn = psycopg2.connect(
-            host="127.0.0.1", port=cluster.port, user="postgres", dbname=name
+        self._conn = self._connect()
+
+    def _connect(self) -> psycopg2.extensions.connection:
+        conn = psycopg2.connect(
+            host="127.0.0.1", port=self.cluster.port, user="postgres", dbname=self.name
         )
-        self._conn.autocommit = True
+        conn.autocommit = True
+        return conn
 
     def query(self, sql: str, args: object = None) -> list[tuple]:
-        with self._conn.cursor() as cur:
-            cur.execute(sql, args)
-            return cur.fetchall() if cur.description else []
+        """As superuser; a connection lost to a server restart is made again."""
+        for attempt in (1, 2):
+            try:
+                with self._conn.cursor() as cur:
+                    cur.execute(sql, args)
+                    return cur.fetchall() if cur.description else []
+            except (psycopg2.OperationalError, psycopg2.InterfaceError):
+                if attempt == 2:
+                    raise
+                self._conn.close()
+                self._conn = self._connect()
+        raise AssertionError("unreachable")
 
     def scalar(self, sql: str, args: object = None) -> object:
         rows = self.query(sql, args)
@@ -201,7 +215,8 @@ def log_lines(text: str) -> list[dict]:
 
 class Gate:
     """Makes the load stop in front of a batch: once the table holds `after` rows, the next
-    INSERT waits on an advisory lock this test holds. Deterministic, no timing."""
+    INSERT waits on an advisory lock this test holds. Deterministic, no timing. Several
+    thresholds make several stops, opened one by one with `open(stage)`."""
 
     KEY = 4242
 
@@ -212,17 +227,23 @@ class Gate:
         )
         self.conn.autocommit = True
 
-    def install(self, table: str = "earthquakes", after: int = 0) -> None:
+    def install(self, table: str = "earthquakes", after: int | list[int] = 0) -> None:
+        stages = [after] if isinstance(after, int) else after
+        checks = "\n".join(
+            f"IF n >= {rows} THEN PERFORM pg_advisory_lock_shared({self.KEY + i});"
+            f" PERFORM pg_advisory_unlock_shared({self.KEY + i}); END IF;"
+            for i, rows in enumerate(stages)
+        )
         with self.conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_lock(%s)", (self.KEY,))
+            for i in range(len(stages)):
+                cur.execute("SELECT pg_advisory_lock(%s)", (self.KEY + i,))
             cur.execute(
                 f"""
                 CREATE FUNCTION gate() RETURNS trigger LANGUAGE plpgsql AS $$
+                DECLARE n bigint;
                 BEGIN
-                  IF (SELECT count(*) FROM {table}) >= {after} THEN
-                    PERFORM pg_advisory_lock_shared({self.KEY});
-                    PERFORM pg_advisory_unlock_shared({self.KEY});
-                  END IF;
+                  SELECT count(*) INTO n FROM {table};
+                  {checks}
                   RETURN NULL;
                 END $$;
                 CREATE TRIGGER gate BEFORE INSERT ON {table}
@@ -230,18 +251,23 @@ class Gate:
                 """
             )
 
-    def waiting(self) -> bool:
-        """True while a worker session is blocked at the gate."""
-        return bool(
-            self.db.scalar(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND application_name LIKE 'nightshift:%%'"
-            )
+    def waiting(self) -> list[int]:
+        """The worker sessions blocked at the gate (empty while none is)."""
+        rows = self.db.query(
+            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND application_name LIKE 'nightshift:%%'"
         )
+        return [row[0] for row in rows]
 
-    def open(self) -> None:
+    def open(self, stage: int | None = None) -> None:
+        """Let the load through every stop, or through stop number `stage` (from 0)."""
+        if self.conn.closed:
+            return  # its server went away, and the locks with it
         with self.conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_unlock_all()")
+            if stage is None:
+                cur.execute("SELECT pg_advisory_unlock_all()")
+            else:
+                cur.execute("SELECT pg_advisory_unlock(%s)", (self.KEY + stage,))
 
     def close(self) -> None:
         self.conn.close()

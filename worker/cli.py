@@ -180,7 +180,7 @@ def cmd_check(settings: Settings, _jobs: Mapping[str, Job], _args: argparse.Name
         return facts, cur.fetchone()[0]
 
     with Database(settings, "nightshift:check", writable=False) as db:
-        facts, applied = db.run(inspect, budget=CLI_BUDGET_SECONDS)
+        facts, applied = db.run(inspect, budget=_cli_budget(settings))
         source = db.resolved.describe() if db.resolved else "?"
     _out(f"database:  {source}")
     _out(f"server:    PostgreSQL {facts['server_version']}")
@@ -209,7 +209,11 @@ def _query(db: Database, fn: Callable[[Any], Any], empty: Any) -> Any:
         cur.execute("SELECT to_regclass('nightshift.runs') IS NOT NULL")
         return fn(cur) if cur.fetchone()[0] else empty
 
-    return db.run(read, budget=CLI_BUDGET_SECONDS)
+    return db.run(read, budget=_cli_budget(db.settings))
+
+
+def _cli_budget(settings: Settings) -> float:
+    return min(CLI_BUDGET_SECONDS, settings.db_retry_timeout)
 
 
 def _when(value: dt.datetime | None) -> str:

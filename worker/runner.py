@@ -48,6 +48,10 @@ class LockLost(NightshiftError):
     """The job's lock went to another process while this run was reconnecting."""
 
 
+class CommitsLost(NightshiftError):
+    """The database no longer holds batches this run saw commit."""
+
+
 @dataclass
 class RunResult:
     job: str
@@ -121,6 +125,7 @@ class Runner:
             with bound_contextvars(run_id=run_id):
                 result = RunResult(job=job.name, status="succeeded", run_id=run_id)
                 progress = _Progress()
+                db.on_connect(lambda cur: self._verify(cur, run_id, progress))
                 try:
                     self._drive(db, job, run_id, saved, params, full_refresh, progress)
                 except ShutdownRequested:
@@ -160,6 +165,21 @@ class Runner:
             **({"abandoned_runs": abandoned} if abandoned else {}),
         )
         return run_id, saved
+
+    @staticmethod
+    def _verify(cur: Any, run_id: int, progress: _Progress) -> None:
+        """On a new session: does the database still hold every batch we saw commit?
+
+        A failover to an asynchronous replica can lose the last commits. The state is still
+        consistent with the rows (same transactions), so a rerun reloads what was lost — but
+        this run cannot, its rows are gone from memory. Say so instead of carrying on.
+        """
+        held = store.run_batches(cur, run_id)
+        if held is None or held < progress.batches:
+            raise CommitsLost(
+                f"the database lost {progress.batches - (held or 0)} committed batch(es),"
+                " likely in a failover; its state matches its rows, so a rerun reloads them"
+            )
 
     @staticmethod
     def _relock(cur: Any, job: Job) -> None:
@@ -254,6 +274,8 @@ class Runner:
             written, changed = db.run(write)
         except LockLost as exc:
             raise JobFailed(job.name, "lock", str(exc)) from exc
+        except CommitsLost as exc:
+            raise JobFailed(job.name, "database", str(exc)) from exc
         except BadRow as exc:
             raise JobFailed(job.name, "bad row", str(exc)) from exc
         except DatabaseUnavailable as exc:
@@ -276,7 +298,7 @@ class Runner:
         budget = None if result.status == "succeeded" else FINISH_BUDGET_SECONDS
         try:
             db.run(finish, budget=budget)
-        except (DatabaseError, LockLost, ShutdownRequested) as exc:
+        except (DatabaseError, LockLost, CommitsLost, ShutdownRequested) as exc:
             # The run's row stays 'running'; the next run of this job marks it abandoned.
             log.error("run_not_recorded", error=str(exc))
         finally:

@@ -52,7 +52,7 @@ class Worker:
 
     def serve(self) -> int:
         self.shutdown.install()
-        self.shutdown.on_request(lambda: self.scheduler.shutdown(wait=False))
+        self.shutdown.on_request(self._stop_scheduling)
 
         def prepare(cur: Any) -> list[int]:
             migrate(cur, self.jobs.values())
@@ -73,12 +73,23 @@ class Worker:
             self.scheduler.add_job(
                 self._run_scheduled, trigger, args=[job.name], id=job.name, name=job.name
             )
-        self.scheduler.add_listener(lambda _event: self._log_schedule(), EVENT_SCHEDULER_STARTED)
+        self.scheduler.add_listener(lambda _event: self._started(), EVENT_SCHEDULER_STARTED)
         if not self.shutdown.requested:
             self.scheduler.start()  # blocks until shutdown
         self._drain()
         log.info("worker_stopped")
         return 0
+
+    def _stop_scheduling(self) -> None:
+        # A signal before the scheduler runs is caught up with by `_started`.
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    def _started(self) -> None:
+        if self.shutdown.requested:  # the signal came while we were starting
+            self.scheduler.shutdown(wait=False)
+            return
+        self._log_schedule()
 
     def _log_schedule(self) -> None:
         for scheduled in self.scheduler.get_jobs():

@@ -112,6 +112,13 @@ def save_progress(
         )
 
 
+def run_batches(cur: Any, run_id: int) -> int | None:
+    """How many batches the database holds for this run (None: it does not know the run)."""
+    cur.execute(queries()["run_batches"], {"run_id": run_id})
+    row = cur.fetchone()
+    return None if row is None else int(row[0])
+
+
 def finish_run(cur: Any, run_id: int, status: str, error: str | None, reconnects: int = 0) -> None:
     cur.execute(
         queries()["finish_run"],
