@@ -127,7 +127,7 @@ def finish_run(cur: Any, run_id: int, status: str, error: str | None, reconnects
 
 
 RUN_FIELDS = (
-    "id", "job", "trigger", "status", "rows", "changed", "batches",
+    "id", "job", "trigger", "status", "rows", "changed", "batches", "reconnects",
     "started_at", "finished_at", "error", "dyno",
 )  # fmt: skip
 

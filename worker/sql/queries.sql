@@ -49,7 +49,8 @@ RETURNING id;
 SELECT DISTINCT job FROM nightshift.runs WHERE status = 'running';
 
 -- name: recent_runs
-SELECT id, job, trigger, status, rows, changed, batches, started_at, finished_at, error, dyno
+SELECT id, job, trigger, status, rows, changed, batches, reconnects, started_at, finished_at,
+       error, dyno
 FROM nightshift.runs
 WHERE %(job)s::text IS NULL OR job = %(job)s
 ORDER BY started_at DESC, id DESC
