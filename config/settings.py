@@ -70,6 +70,9 @@ class Settings:
     # SIGTERM: Heroku kills 30 s after it; we finish the batch and exit well before.
     shutdown_grace_seconds: float = 20.0
 
+    # A failed run POSTs a short JSON message here (Slack-compatible `text`), once.
+    alert_webhook_url: str | None = field(default=None, repr=False)
+
     log_format: str = "auto"  # auto | json | console
     log_level: str = "INFO"
 
@@ -116,6 +119,7 @@ class Settings:
             shutdown_grace_seconds=reader.number(
                 "SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds
             ),
+            alert_webhook_url=reader.text("ALERT_WEBHOOK_URL"),
             log_format=reader.choice("LOG_FORMAT", "auto", ("auto", "json", "console")),
             log_level=reader.choice(
                 "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"), upper=True

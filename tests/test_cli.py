@@ -14,7 +14,17 @@ def test_jobs_shows_schedule_next_fire_time_and_last_run(cli):
 
     assert result.returncode == 0
     header, row = result.stdout.splitlines()
-    assert header.split() == ["job", "schedule", "next", "run", "last", "run", "table"]
+    assert header.split() == [
+        "job",
+        "schedule",
+        "next",
+        "run",
+        "last",
+        "run",
+        "running",
+        "now",
+        "table",
+    ]
     assert row.startswith("earthquakes  0 3 * * * (UTC)  ")
     assert " 03:00:00 UTC  succeeded at " in row
     assert row.endswith("public.earthquakes")
@@ -25,7 +35,7 @@ def test_jobs_says_off_and_never_for_an_unscheduled_job_that_never_ran(cli):
 
     assert result.returncode == 0
     row = result.stdout.splitlines()[1].split()
-    assert row == ["earthquakes", "off", "-", "never", "public.earthquakes"]
+    assert row == ["earthquakes", "off", "-", "never", "-", "public.earthquakes"]
 
 
 def test_runs_filters_by_job_and_limits(cli, feed):

@@ -74,7 +74,7 @@ def test_migrate_creates_the_bookkeeping_schema_and_the_job_table_keyed_on_its_k
     assert db.query(
         "SELECT table_name FROM information_schema.tables"
         " WHERE table_schema = 'nightshift' ORDER BY table_name"
-    ) == [("job_state",), ("runs",), ("schema_migrations",)]
+    ) == [("job_state",), ("jobs",), ("runs",), ("schema_migrations",), ("triggers",)]
     assert db.query("SELECT version, name FROM nightshift.schema_migrations ORDER BY 1") == [
         (version, name) for version, name, _ in migrations()
     ]

@@ -21,6 +21,7 @@ from worker.errors import JobBusy, NightshiftError, UnknownJob
 from worker.migrate import migrate, migrations
 from worker.redact import redact
 from worker.registry import Job, discover, lookup
+from worker.request import RunRequest, parse_params, window
 from worker.schedule import effective_schedule, next_fire
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
@@ -35,11 +36,12 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="command")
     commands.add_parser("serve", help="run the scheduler (the default)")
     run = commands.add_parser("run", help="run a job now, in the foreground")
-    run.add_argument("job")
-    run.add_argument("--full-refresh", action="store_true", help="ignore the saved state")
+    _request_arguments(run)
     run.add_argument(
-        "--param", action="append", default=[], metavar="KEY=VALUE", help="a run parameter"
+        "--wait", action="store_true", help="if it runs elsewhere, wait for it and then run"
     )
+    trigger = commands.add_parser("trigger", help="queue a run for a worker to pick up")
+    _request_arguments(trigger)
     commands.add_parser("jobs", help="list jobs, their schedules and last runs")
     runs = commands.add_parser("runs", help="recent run history")
     runs.add_argument("job", nargs="?")
@@ -48,6 +50,27 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="create or upgrade the tables")
     commands.add_parser("check", help="where the database is, and what it is")
     return parser
+
+
+def _request_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("job")
+    parser.add_argument("--full-refresh", action="store_true", help="ignore the saved state")
+    parser.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE", help="a run parameter"
+    )
+    parser.add_argument("--since", metavar="YYYY-MM-DD", help="backfill window start")
+    parser.add_argument("--until", metavar="YYYY-MM-DD", help="backfill window end")
+
+
+def _request(args: argparse.Namespace, trigger: str) -> RunRequest:
+    since, until = window(args.since, args.until)
+    return RunRequest(
+        trigger=trigger,
+        params=parse_params(args.param),
+        full_refresh=args.full_refresh,
+        since=since,
+        until=until,
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -91,47 +114,55 @@ def cmd_run(settings: Settings, jobs: Mapping[str, Job], args: argparse.Namespac
     from worker.shutdown import Shutdown
 
     job = lookup(jobs, args.job)
-    params = _params(args.param)
+    request = _request(args, "manual")
     shutdown = Shutdown()
     shutdown.install()
-    result = Runner(settings, shutdown).run(
-        job, trigger="manual", params=params, full_refresh=args.full_refresh
-    )
+    result = Runner(settings, shutdown).run(job, request, wait=args.wait)
     if result.status == "succeeded":
         return EXIT_OK
     _fail(f"{job.name} {result.status}: {result.error}")
     return EXIT_FAILED
 
 
-def _params(pairs: list[str]) -> dict[str, str]:
-    params = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--param takes KEY=VALUE, got {pair!r}")
-        params[key.strip()] = value
-    return params
+def cmd_trigger(settings: Settings, jobs: Mapping[str, Job], args: argparse.Namespace) -> int:
+    job = lookup(jobs, args.job)
+    request = _request(args, "queued")
+
+    def enqueue(cur: Any) -> int:
+        migrate(cur, jobs.values())
+        return store.enqueue_trigger(
+            cur, job.name, dict(request.params), request.full_refresh,
+            request.since, request.until, requested_by=f"cli@{settings.dyno}",
+        )  # fmt: skip
+
+    with Database(settings, "nightshift:trigger") as db:
+        trigger_id = db.run(enqueue, budget=_cli_budget(settings))
+    _out(f"queued request {trigger_id} to run {job.name}; a running worker picks it up")
+    return EXIT_OK
 
 
 def cmd_jobs(settings: Settings, jobs: Mapping[str, Job], _args: argparse.Namespace) -> int:
     with Database(settings, "nightshift:cli", writable=False) as db:
         last = _query(db, store.last_runs, {})
+        running = _query(db, store.running_now, {})
     rows = []
     for job in sorted(jobs.values(), key=lambda j: j.name):
         trigger = job.trigger()
         expr = effective_schedule(job.name, job.schedule, os.environ)
         fire = next_fire(trigger) if trigger else None
         run = last.get(job.name)
+        now = running.get(job.name)
         rows.append(
             [
                 job.name,
                 f"{expr} ({job.timezone})" if expr else "off",
                 _when(fire),
                 f"{run['status']} at {_when(run['started_at'])}" if run else "never",
+                f"run {now['id']} on {now['dyno']}" if now else "-",
                 f"{job.schema}.{job.table}",
             ]
         )
-    _table(["job", "schedule", "next run", "last run", "table"], rows)
+    _table(["job", "schedule", "next run", "last run", "running now", "table"], rows)
     return EXIT_OK
 
 
@@ -194,6 +225,7 @@ def cmd_check(settings: Settings, _jobs: Mapping[str, Job], _args: argparse.Name
 COMMANDS: dict[str, Callable[[Settings, Mapping[str, Job], argparse.Namespace], int]] = {
     "serve": cmd_serve,
     "run": cmd_run,
+    "trigger": cmd_trigger,
     "jobs": cmd_jobs,
     "runs": cmd_runs,
     "migrate": cmd_migrate,

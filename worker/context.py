@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -21,6 +22,8 @@ class Context:
     log: Any
     params: Mapping[str, str] = field(default_factory=dict)
     full_refresh: bool = False
+    since: dt.date | None = None  # a backfill window (`--since/--until`), either end open
+    until: dt.date | None = None
     _state: StateTracker | None = field(default=None, repr=False)
 
     @property

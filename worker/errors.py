@@ -21,8 +21,16 @@ class UnknownJob(NightshiftError):
     """No such job."""
 
 
-class JobBusy(NightshiftError):
+class Skipped(NightshiftError):
+    """The run was not started, and nothing was recorded: `str()` says why."""
+
+
+class JobBusy(Skipped):
     """The job is running elsewhere."""
+
+
+class AlreadyDone(Skipped):
+    """Another process already did what this run was for."""
 
 
 class DatabaseError(NightshiftError):

@@ -13,6 +13,7 @@ from typing import Any
 
 from psycopg2 import sql
 
+from worker import store
 from worker.registry import Job
 from worker.store import LOCK_NAMESPACE, SQL_DIR
 
@@ -30,8 +31,12 @@ def migrations() -> list[tuple[int, str, Path]]:
     return found
 
 
-def migrate(cur: Any, jobs: Iterable[Job]) -> dict[str, list[str]]:
-    """Apply what is missing, inside the caller's transaction. Returns what it did."""
+def migrate(cur: Any, jobs: Iterable[Job], every_job: bool = True) -> dict[str, list[str]]:
+    """Apply what is missing, inside the caller's transaction. Returns what it did.
+
+    `every_job`: `jobs` is the whole deployed set, so jobs not in it are marked retired.
+    """
+    jobs = list(jobs)
     cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_NAMESPACE, _MIGRATE_LOCK))
     cur.execute("CREATE SCHEMA IF NOT EXISTS nightshift")
     cur.execute(
@@ -52,6 +57,8 @@ def migrate(cur: Any, jobs: Iterable[Job]) -> dict[str, list[str]]:
         )
         applied.append(f"{version:04d}_{name}")
     tables = [f"{job.schema}.{job.table}" for job in jobs if ensure_table(cur, job)]
+    declared = [{"name": j.name, "schedule": j.schedule, "timezone": j.timezone} for j in jobs]
+    store.sync_jobs(cur, declared, retire_others=every_job)
     return {"migrations": applied, "tables": tables}
 
 

@@ -12,22 +12,25 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from structlog.contextvars import bound_contextvars
 
 from config import Settings
 from worker import store
+from worker.alerts import send_failure_alert
 from worker.context import Context
 from worker.db import Database
 from worker.errors import (
+    AlreadyDone,
     DatabaseError,
     DatabaseUnavailable,
     JobBusy,
     JobFailed,
     NightshiftError,
     ShutdownRequested,
+    Skipped,
     SourceError,
 )
 from worker.http import Session
@@ -36,10 +39,13 @@ from worker.logs import get_logger
 from worker.migrate import migrate
 from worker.redact import redact
 from worker.registry import Job
+from worker.request import RunRequest
 from worker.shutdown import Shutdown
 from worker.state import StateTracker
 
 log = get_logger("nightshift.run")
+# How often `run --wait` tries for the job's lock.
+LOCK_POLL_SECONDS = 1.0
 # How long a failed or interrupted run may spend recording itself through a database outage.
 FINISH_BUDGET_SECONDS = 10.0
 
@@ -94,24 +100,20 @@ class Runner:
             self._active_lock.wait_for(lambda: not self.active, timeout)
             return dict(self.active)
 
-    def run(
-        self,
-        job: Job,
-        trigger: str = "manual",
-        params: Mapping[str, str] | None = None,
-        full_refresh: bool = False,
-    ) -> RunResult:
-        """Run `job` now. Raises JobBusy if it is running elsewhere; otherwise never raises."""
+    def run(self, job: Job, request: RunRequest | None = None, wait: bool = False) -> RunResult:
+        """Run `job` now. Raises Skipped (JobBusy when it runs elsewhere and `wait` is false,
+        AlreadyDone when another process served the same fire time or request); otherwise
+        returns the result and never raises."""
+        request = request or RunRequest()
         started = time.monotonic()
-        params = dict(params or {})
         name = f"nightshift:{job.name}@{self.settings.dyno}"
         with (
             bound_contextvars(job=job.name),
             self._database(self.settings, name, stop=self.shutdown.event) as db,
         ):
             try:
-                run_id, saved = self._begin(db, job, trigger, params, full_refresh)
-            except JobBusy:
+                run_id, request, saved = self._begin(db, job, request, wait)
+            except Skipped:
                 raise
             except (DatabaseError, ShutdownRequested) as exc:
                 # No run could be recorded; the log line is all there is, so make it count.
@@ -121,13 +123,14 @@ class Runner:
                     result = RunResult(job.name, "failed", error=f"database: {exc}")
                 result.duration = round(time.monotonic() - started, 3)
                 self._log_finished(result)
+                self._alert(result)
                 return result
             with bound_contextvars(run_id=run_id):
                 result = RunResult(job=job.name, status="succeeded", run_id=run_id)
                 progress = _Progress()
                 db.on_connect(lambda cur: self._verify(cur, run_id, progress))
                 try:
-                    self._drive(db, job, run_id, saved, params, full_refresh, progress)
+                    self._drive(db, job, run_id, saved, request, progress)
                 except ShutdownRequested:
                     result.status, result.error = "interrupted", "shutdown requested"
                 except JobFailed as exc:
@@ -140,31 +143,76 @@ class Runner:
 
     # -- the run ------------------------------------------------------------------------------
     def _begin(
-        self, db: Database, job: Job, trigger: str, params: dict, full_refresh: bool
-    ) -> tuple[int, dict[str, Any]]:
-        run_params = {**params, **({"full_refresh": True} if full_refresh else {})}
+        self, db: Database, job: Job, request: RunRequest, wait: bool
+    ) -> tuple[int, RunRequest, dict[str, Any]]:
         token = str(uuid.uuid4())
 
-        def begin(cur: Any) -> tuple[int, list[int], dict[str, Any]]:
-            migrate(cur, [job])  # a first manual run on a fresh database needs its tables
+        def begin(cur: Any) -> tuple[int, RunRequest, list[int], dict[str, Any]]:
+            migrate(cur, [job], every_job=False)  # a first run on a fresh database needs tables
             if not store.try_lock(cur, job.name):
                 raise JobBusy(f"job {job.name!r} is already running elsewhere")
-            run_id = store.start_run(cur, job.name, trigger, self.settings.dyno, run_params, token)
+            try:
+                final = self._claim(cur, job, request)
+            except AlreadyDone:
+                store.unlock(cur, job.name)
+                raise
+            run_id = store.start_run(
+                cur, job.name, final.trigger, self.settings.dyno, final.recorded_params(),
+                token, final.fire_time,
+            )  # fmt: skip
+            if final.trigger_id is not None:
+                store.link_trigger(cur, final.trigger_id, run_id)
             abandoned = store.abandon_dead_runs(cur, job.name, run_id, f"run {run_id}")
-            return run_id, abandoned, store.load_state(cur, job.name)
+            return run_id, final, abandoned, store.load_state(cur, job.name)
 
-        run_id, abandoned, saved = db.run(begin)
+        said_waiting = False
+        while True:
+            try:
+                run_id, request, abandoned, saved = db.run(begin)
+                break
+            except JobBusy:
+                if not wait:
+                    raise
+                if not said_waiting:
+                    log.info("job_waiting", reason="the job is running elsewhere")
+                    said_waiting = True
+                if self.shutdown.event.wait(LOCK_POLL_SECONDS):
+                    raise ShutdownRequested() from None
         db.on_connect(lambda cur: self._relock(cur, job))
         with self._active_lock:
             self.active[run_id] = job.name
         log.info(
             "job_started",
             run_id=run_id,
-            trigger=trigger,
+            trigger=request.trigger,
             database=db.resolved.describe() if db.resolved else None,
+            **({"params": request.recorded_params()} if request.recorded_params() else {}),
+            **({"fire_time": request.fire_time.isoformat()} if request.fire_time else {}),
             **({"abandoned_runs": abandoned} if abandoned else {}),
         )
-        return run_id, saved
+        return run_id, request, saved
+
+    def _claim(self, cur: Any, job: Job, request: RunRequest) -> RunRequest:
+        """Under the job's lock: skip a fire time already served; take a queued request."""
+        if request.fire_time is not None:
+            served_by = store.ran_for_fire_time(cur, job.name, request.fire_time)
+            if served_by is not None:
+                raise AlreadyDone(
+                    f"run {served_by} already served the fire time {request.fire_time.isoformat()}"
+                )
+        if not request.queued:
+            return request
+        claimed = store.claim_trigger(cur, job.name, self.settings.dyno)
+        if claimed is None:
+            raise AlreadyDone("no queued request left for it (another worker took it)")
+        return replace(
+            request,
+            params=claimed["params"],
+            full_refresh=claimed["full_refresh"],
+            since=claimed["since"],
+            until=claimed["until"],
+            trigger_id=claimed["id"],
+        )
 
     @staticmethod
     def _verify(cur: Any, run_id: int, progress: _Progress) -> None:
@@ -193,19 +241,20 @@ class Runner:
         job: Job,
         run_id: int,
         saved: dict[str, Any],
-        params: dict[str, str],
-        full_refresh: bool,
+        request: RunRequest,
         progress: _Progress,
     ) -> None:
-        tracker = StateTracker(job, saved, full_refresh)
+        tracker = StateTracker(job, saved, request.full_refresh)
         loader = Loader(job)
         ctx = Context(
             job=job.name,
             run_id=run_id,
             http=Session(self.settings, before_request=self.shutdown.check),
             log=get_logger(f"jobs.{job.name}"),
-            params=params,
-            full_refresh=full_refresh,
+            params=dict(request.params),
+            full_refresh=request.full_refresh,
+            since=request.since,
+            until=request.until,
             _state=tracker,
         )
         with ctx.http:
@@ -306,6 +355,11 @@ class Runner:
                 self.active.pop(result.run_id, None)
                 self._active_lock.notify_all()
         self._log_finished(result)
+        self._alert(result)
+
+    def _alert(self, result: RunResult) -> None:
+        if result.status == "failed" and self.settings.alert_webhook_url:
+            send_failure_alert(self.settings, result)
 
     @staticmethod
     def _log_finished(result: RunResult) -> None:

@@ -59,6 +59,38 @@ def next_fire(trigger: BaseTrigger, now: dt.datetime | None = None) -> dt.dateti
     return trigger.get_next_fire_time(None, now)
 
 
+def latest_fire(trigger: BaseTrigger, after: dt.datetime, now: dt.datetime) -> dt.datetime | None:
+    """The most recent fire time in (after, now], or None: what a restart made us miss."""
+    tick = dt.timedelta(microseconds=1)
+    lookback = dt.timedelta(minutes=1)
+    while True:
+        start = max(after + tick, now - lookback)
+        fire = trigger.get_next_fire_time(None, start)
+        if fire is not None and fire <= now:
+            while True:  # walk to the last one before now (few steps: the window is small)
+                following = trigger.get_next_fire_time(fire, fire + tick)
+                if following is None or following > now:
+                    return fire
+                fire = following
+        if start <= after + tick:
+            return None
+        lookback *= 4
+
+
+def misfire_grace(trigger: BaseTrigger, now: dt.datetime) -> int:
+    """Seconds a fire time may be late and still run: half the job's period, 1 s to 1 h.
+
+    Beyond it a fire time counts as missed; a restart's misses are caught up at start.
+    """
+    first = trigger.get_next_fire_time(None, now)
+    if first is None:
+        return 3600
+    second = trigger.get_next_fire_time(first, first + dt.timedelta(microseconds=1))
+    if second is None:
+        return 3600
+    return int(min(max((second - first).total_seconds() / 2, 1), 3600))
+
+
 def _crontab_days(field: str) -> str:
     if field in ("*", "?"):
         return "*"

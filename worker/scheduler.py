@@ -1,13 +1,23 @@
 """The worker process: APScheduler's BlockingScheduler with every job on its schedule.
 
-Jobs run in a small thread pool, one run per job at a time (`max_instances=1`); missed fire
-times within the grace window collapse into one run (`coalesce`). On SIGTERM the scheduler
-stops starting runs, each run stops at its next safe point and records itself interrupted,
-and the process exits 0 before Heroku's SIGKILL (30 s after SIGTERM).
+Never double-run, never silently skip:
+- APScheduler's defaults, set on purpose: `coalesce` (several missed fire times → one run),
+  `max_instances=1`, and a misfire grace that fits each job (half its period, at most an hour).
+- Each scheduled run carries its fire time; under the job's Postgres advisory lock it checks
+  that no process already served that fire time, and records it (unique per job) — so any
+  number of workers, or an old and a new release side by side, run each fire time once.
+- Catch-up at start: a fire time that fell in a restart (later than the job's last run) is run
+  once now, recorded as `catchup`.
+- Queued requests (`trigger`, or an INSERT) arrive through `worker.listener`.
+
+On SIGTERM the scheduler stops starting runs, the listener stops claiming, each run stops at its
+next safe point and records itself interrupted, and the process exits 0 before Heroku's SIGKILL
+(30 s after SIGTERM).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -19,19 +29,41 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from config import Settings
 from worker import store
 from worker.db import Database
-from worker.errors import DatabaseError, JobBusy
+from worker.errors import DatabaseError, ShutdownRequested, Skipped
+from worker.listener import TriggerListener
 from worker.logs import get_logger
 from worker.migrate import migrate
 from worker.registry import Job
+from worker.request import RunRequest
 from worker.runner import Runner
-from worker.schedule import effective_schedule
+from worker.schedule import effective_schedule, latest_fire, misfire_grace
 from worker.shutdown import Shutdown
 
 log = get_logger("nightshift.worker")
 
 MAX_THREADS = 4
-# A fire time missed by up to this much (the process was busy or restarting) still runs.
-MISFIRE_GRACE_SECONDS = 300
+
+
+class FireTimeExecutor(ThreadPoolExecutor):
+    """Hands each scheduled run the fire time it serves (APScheduler 3 does not).
+
+    With `coalesce`, `run_times` holds one fire time: the latest one due.
+    """
+
+    def _do_submit_job(self, job: Any, run_times: list[dt.datetime]) -> None:
+        super()._do_submit_job(_WithFireTime(job, run_times[-1]), run_times)
+
+
+class _WithFireTime:
+    def __init__(self, job: Any, fire_time: dt.datetime) -> None:
+        self._job = job
+        self.kwargs = {"fire_time": fire_time, **job.kwargs}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._job, name)
+
+    def __str__(self) -> str:
+        return str(self._job)
 
 
 class Worker:
@@ -40,61 +72,79 @@ class Worker:
         self.jobs = jobs
         self.shutdown = Shutdown()
         self.runner = Runner(settings, self.shutdown)
+        threads = max(1, min(MAX_THREADS, len(jobs)))
         self.scheduler = BlockingScheduler(
-            executors={"default": ThreadPoolExecutor(max(1, min(MAX_THREADS, len(jobs))))},
-            job_defaults={
-                "coalesce": True,
-                "max_instances": 1,
-                "misfire_grace_time": MISFIRE_GRACE_SECONDS,
-            },
+            executors={"default": FireTimeExecutor(threads)},
+            job_defaults={"coalesce": True, "max_instances": 1},
             timezone="UTC",
         )
+        self.listener = TriggerListener(settings, self._dispatch_queued)
 
     def serve(self) -> int:
         self.shutdown.install()
         self.shutdown.on_request(self._stop_scheduling)
-
-        def prepare(cur: Any) -> list[int]:
-            migrate(cur, self.jobs.values())
-            return store.sweep_dead_runs(cur, self.settings.dyno)
-
-        name = f"nightshift:worker@{self.settings.dyno}"
-        with Database(self.settings, name, stop=self.shutdown.event) as db:
-            abandoned = db.run(prepare)
-            source = db.resolved.describe() if db.resolved else "?"
+        try:
+            source, abandoned, last_started = self._prepare()
+        except ShutdownRequested:  # stopped while the database was still out of reach
+            log.info("worker_stopped")
+            return 0
         log.info("worker_started", database=source, jobs=sorted(self.jobs), dyno=self.settings.dyno)
         if abandoned:
             log.warning("dead_runs_abandoned", runs=abandoned)
+        now = dt.datetime.now(dt.UTC)
         for job in self.jobs.values():
-            trigger = job.trigger()
-            if trigger is None:
-                log.info("job_unscheduled", job=job.name)
-                continue
-            self.scheduler.add_job(
-                self._run_scheduled, trigger, args=[job.name], id=job.name, name=job.name
-            )
+            self._schedule(job, last_started.get(job.name), now)
         self.scheduler.add_listener(lambda _event: self._started(), EVENT_SCHEDULER_STARTED)
         if not self.shutdown.requested:
             self.scheduler.start()  # blocks until shutdown
+        self.listener.stop.set()
         self._drain()
         log.info("worker_stopped")
         return 0
 
-    def _stop_scheduling(self) -> None:
-        # A signal before the scheduler runs is caught up with by `_started`.
-        if self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+    def _prepare(self) -> tuple[str, list[int], dict[str, dt.datetime]]:
+        def prepare(cur: Any) -> tuple[list[int], dict[str, dt.datetime]]:
+            migrate(cur, self.jobs.values())
+            return store.sweep_dead_runs(cur, self.settings.dyno), store.last_started(cur)
+
+        name = f"nightshift:worker@{self.settings.dyno}"
+        with Database(self.settings, name, stop=self.shutdown.event) as db:
+            abandoned, last_started = db.run(prepare)
+            return (db.resolved.describe() if db.resolved else "?"), abandoned, last_started
+
+    def _schedule(self, job: Job, last_started: dt.datetime | None, now: dt.datetime) -> None:
+        trigger = job.trigger()
+        if trigger is None:
+            log.info("job_unscheduled", job=job.name)
+            return
+        self.scheduler.add_job(
+            self._run_job,
+            trigger,
+            args=[job.name, "schedule"],
+            id=job.name,
+            name=job.name,
+            misfire_grace_time=misfire_grace(trigger, now),
+        )
+        missed = latest_fire(trigger, after=last_started, now=now) if last_started else None
+        if missed is not None:
+            log.info("job_catching_up", job=job.name, missed_fire_time=missed.isoformat())
+            self.scheduler.add_job(
+                self._run_job,
+                args=[job.name, "catchup"],
+                kwargs={"fire_time": missed},
+                id=f"{job.name}:catchup",
+                name=f"{job.name} (catch-up)",
+                misfire_grace_time=None,
+            )
 
     def _started(self) -> None:
         if self.shutdown.requested:  # the signal came while we were starting
             self.scheduler.shutdown(wait=False)
             return
-        self._log_schedule()
-
-    def _log_schedule(self) -> None:
         for scheduled in self.scheduler.get_jobs():
-            job = self.jobs[scheduled.id]
-            fire = scheduled.next_run_time
+            if scheduled.id not in self.jobs:
+                continue
+            job, fire = self.jobs[scheduled.id], scheduled.next_run_time
             log.info(
                 "job_scheduled",
                 job=job.name,
@@ -102,16 +152,43 @@ class Worker:
                 timezone=job.timezone,
                 next_run_at=fire.isoformat() if fire else None,
             )
+        self.listener.start()
 
-    def _run_scheduled(self, name: str) -> None:
+    def _stop_scheduling(self) -> None:
+        self.listener.stop.set()
+        # A signal before the scheduler runs is caught up with by `_started`.
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    # -- runs ---------------------------------------------------------------------------------
+    def _run_job(self, name: str, trigger: str, fire_time: dt.datetime | None = None) -> None:
         if self.shutdown.requested:
             return
+        request = RunRequest(trigger=trigger, fire_time=fire_time, queued=trigger == "queued")
         try:
-            self.runner.run(self.jobs[name], trigger="schedule")
-        except JobBusy as exc:
-            log.info("job_skipped", job=name, reason=str(exc))
+            self.runner.run(self.jobs[name], request)
+        except Skipped as exc:
+            log.info("job_skipped", job=name, trigger=trigger, reason=str(exc))
         except Exception:
             log.exception("job_crashed", job=name)
+        if trigger == "queued":
+            self.listener.wake()  # more may be waiting for this job
+
+    def _dispatch_queued(self, name: str) -> None:
+        if name not in self.jobs:
+            log.warning("trigger_for_unknown_job", job=name)
+            return
+        if self.shutdown.requested or name in self.runner.active.values():
+            return  # it runs here already; the listener will look again
+        self.scheduler.add_job(
+            self._run_job,
+            args=[name, "queued"],
+            kwargs={"fire_time": None},
+            id=f"{name}:queued",
+            name=f"{name} (queued)",
+            replace_existing=True,
+            misfire_grace_time=None,
+        )
 
     def _drain(self) -> None:
         """Wait for runs to stop by themselves, then record the stragglers as interrupted."""

@@ -51,7 +51,13 @@ def unlock(cur: Any, job: str) -> None:
 
 
 def start_run(
-    cur: Any, job: str, trigger: str, dyno: str, params: dict[str, Any], token: str
+    cur: Any,
+    job: str,
+    trigger: str,
+    dyno: str,
+    params: dict[str, Any],
+    token: str,
+    scheduled_for: dt.datetime | None = None,
 ) -> int:
     cur.execute(
         queries()["start_run"],
@@ -60,8 +66,9 @@ def start_run(
             "trigger": trigger,
             "dyno": dyno,
             "pid": os.getpid(),
-            "params": Json(params),
+            "params": Json(params, dumps=lambda v: json.dumps(v, default=_encode)),
             "token": token,
+            "scheduled_for": scheduled_for,
         },
     )
     return int(cur.fetchone()[0])
@@ -153,3 +160,77 @@ def server_facts(cur: Any) -> dict[str, Any]:
         "read_only": bool(in_recovery or read_only),
         "database": database,
     }
+
+
+# -- scheduling and triggers -------------------------------------------------------------------
+def ran_for_fire_time(cur: Any, job: str, fire_time: dt.datetime) -> int | None:
+    """The run that already served this fire time, if any. Call under the job's lock."""
+    cur.execute(queries()["ran_for_fire_time"], {"job": job, "fire_time": fire_time})
+    row = cur.fetchone()
+    return row[0] if row else None
+
+
+def last_started(cur: Any) -> dict[str, dt.datetime]:
+    cur.execute(queries()["last_started"])
+    return dict(cur.fetchall())
+
+
+def running_now(cur: Any) -> dict[str, dict[str, Any]]:
+    """Runs in progress anywhere, by job: run id, dyno, started_at."""
+    cur.execute(queries()["running_now"], {"namespace": LOCK_NAMESPACE})
+    return {
+        job: {"id": run_id, "dyno": dyno, "started_at": started}
+        for job, run_id, dyno, started in cur.fetchall()
+    }
+
+
+def sync_jobs(cur: Any, jobs: list[dict[str, Any]], retire_others: bool) -> None:
+    cur.execute(queries()["sync_jobs"], {"jobs": json.dumps(jobs), "retire_others": retire_others})
+
+
+def enqueue_trigger(
+    cur: Any,
+    job: str,
+    params: dict[str, str],
+    full_refresh: bool,
+    since: dt.date | None,
+    until: dt.date | None,
+    requested_by: str,
+) -> int:
+    cur.execute(
+        queries()["enqueue_trigger"],
+        {
+            "job": job,
+            "params": Json(params),
+            "full_refresh": full_refresh,
+            "since": since,
+            "until": until,
+            "requested_by": requested_by,
+        },
+    )
+    return int(cur.fetchone()[0])
+
+
+def pending_trigger_jobs(cur: Any) -> list[str]:
+    cur.execute(queries()["pending_trigger_jobs"])
+    return [row[0] for row in cur.fetchall()]
+
+
+def claim_trigger(cur: Any, job: str, dyno: str) -> dict[str, Any] | None:
+    """Claim the job's oldest pending request (under its lock); None when there is none."""
+    cur.execute(queries()["claim_trigger"], {"job": job, "dyno": dyno})
+    row = cur.fetchone()
+    if row is None:
+        return None
+    trigger_id, params, full_refresh, since, until = row
+    return {
+        "id": trigger_id,
+        "params": dict(params),
+        "full_refresh": full_refresh,
+        "since": since,
+        "until": until,
+    }
+
+
+def link_trigger(cur: Any, trigger_id: int, run_id: int) -> None:
+    cur.execute(queries()["link_trigger"], {"trigger_id": trigger_id, "run_id": run_id})

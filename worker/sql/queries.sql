@@ -2,8 +2,8 @@
 
 -- name: start_run
 -- Idempotent on the token: a replay returns the run the first attempt created.
-INSERT INTO nightshift.runs (job, trigger, dyno, pid, params, token)
-VALUES (%(job)s, %(trigger)s, %(dyno)s, %(pid)s, %(params)s, %(token)s)
+INSERT INTO nightshift.runs (job, trigger, dyno, pid, params, token, scheduled_for)
+VALUES (%(job)s, %(trigger)s, %(dyno)s, %(pid)s, %(params)s, %(token)s, %(scheduled_for)s)
 ON CONFLICT (token) DO UPDATE SET token = EXCLUDED.token
 RETURNING id;
 
@@ -67,3 +67,59 @@ SELECT current_setting('server_version'),
        pg_is_in_recovery(),
        current_setting('default_transaction_read_only') = 'on',
        current_database();
+
+-- name: ran_for_fire_time
+-- Under the job's lock: has another process already served this fire time?
+SELECT id FROM nightshift.runs WHERE job = %(job)s AND scheduled_for = %(fire_time)s;
+
+-- name: last_started
+SELECT job, max(started_at) FROM nightshift.runs GROUP BY job;
+
+-- name: running_now
+-- Runs in progress: marked running AND their job's lock is held by a live session.
+SELECT r.job, r.id, r.dyno, r.started_at
+FROM nightshift.runs r
+WHERE r.status = 'running' AND EXISTS (
+    SELECT 1 FROM pg_locks l
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+      AND l.classid::bigint = %(namespace)s
+      AND l.objid::bigint = (hashtext(r.job)::bigint + 4294967296) %% 4294967296
+);
+
+-- name: sync_jobs
+-- The deployed code's jobs: add or update them, retire the rest.
+WITH declared AS (
+    SELECT * FROM jsonb_to_recordset(%(jobs)s::jsonb) AS j(name text, schedule text, timezone text)
+), upserted AS (
+    INSERT INTO nightshift.jobs (name, schedule, timezone, retired, updated_at)
+    SELECT name, schedule, timezone, false, now() FROM declared
+    ON CONFLICT (name) DO UPDATE
+    SET schedule = EXCLUDED.schedule, timezone = EXCLUDED.timezone, retired = false,
+        updated_at = EXCLUDED.updated_at
+    RETURNING name
+)
+UPDATE nightshift.jobs SET retired = true, updated_at = now()
+WHERE %(retire_others)s AND name NOT IN (SELECT name FROM declared) AND NOT retired;
+
+-- name: enqueue_trigger
+INSERT INTO nightshift.triggers (job, params, full_refresh, since, until, requested_by)
+VALUES (%(job)s, %(params)s, %(full_refresh)s, %(since)s, %(until)s, %(requested_by)s)
+RETURNING id;
+
+-- name: pending_trigger_jobs
+SELECT DISTINCT job FROM nightshift.triggers WHERE claimed_at IS NULL;
+
+-- name: claim_trigger
+-- Under the job's lock, the oldest request for it; SKIP LOCKED so claimers never wait.
+UPDATE nightshift.triggers SET claimed_at = now(), claimed_by = %(dyno)s
+WHERE id = (
+    SELECT id FROM nightshift.triggers
+    WHERE job = %(job)s AND claimed_at IS NULL
+    ORDER BY id
+    FOR UPDATE SKIP LOCKED
+    LIMIT 1
+)
+RETURNING id, params, full_refresh, since, until;
+
+-- name: link_trigger
+UPDATE nightshift.triggers SET run_id = %(run_id)s WHERE id = %(trigger_id)s;

@@ -1,0 +1,69 @@
+"""What a run is asked to do: its trigger kind and parameters, checked once, where they enter.
+
+Parameters reach a job as `ctx.params` (strings), `ctx.full_refresh` (ignore the saved state)
+and `ctx.since` / `ctx.until` (a backfill window of ISO dates, either may be open).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from config import ConfigError
+
+TRIGGERS = ("manual", "schedule", "catchup", "queued")
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    trigger: str = "manual"
+    params: Mapping[str, str] = field(default_factory=dict)
+    full_refresh: bool = False
+    since: dt.date | None = None
+    until: dt.date | None = None
+    fire_time: dt.datetime | None = None  # the schedule's fire time this run serves
+    queued: bool = False  # claim the job's oldest queued request when the run starts
+    trigger_id: int | None = None  # the queued request it claimed
+
+    def recorded_params(self) -> dict[str, Any]:
+        """What the run's history row keeps of its parameters."""
+        recorded: dict[str, Any] = dict(self.params)
+        if self.full_refresh:
+            recorded["full_refresh"] = True
+        if self.since:
+            recorded["since"] = self.since.isoformat()
+        if self.until:
+            recorded["until"] = self.until.isoformat()
+        return recorded
+
+
+def parse_params(pairs: list[str]) -> dict[str, str]:
+    """`KEY=VALUE` strings → a dict, refusing anything else with a clear message."""
+    params: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not _KEY.match(key):
+            raise ConfigError(f"--param takes KEY=VALUE, got {pair!r}")
+        params[key] = value
+    return params
+
+
+def parse_date(name: str, value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{name} takes an ISO date (YYYY-MM-DD), got {value!r}") from None
+
+
+def window(since: str | None, until: str | None) -> tuple[dt.date | None, dt.date | None]:
+    start, end = parse_date("--since", since), parse_date("--until", until)
+    if start and end and start > end:
+        raise ConfigError(f"--since {start} is after --until {end}")
+    return start, end
