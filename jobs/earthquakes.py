@@ -63,11 +63,21 @@ def earthquakes(ctx: Context) -> Iterator[dict[str, Any]]:
     rows = [to_row(feature) for feature in features]
     # Oldest revision first, so every batch can save the cursor it reached.
     rows.sort(key=lambda row: row["updated"] or EPOCH)
-    ctx.log.info("feed_read", events=len(rows), since=ctx.cursor)
+    ctx.log.info("feed_read", events=len(rows), cursor=ctx.cursor)
     for row in rows:
+        if not in_window(row["time"], ctx.since, ctx.until):
+            continue  # a backfill (--since/--until) takes only events of those days
         # >= : events sharing the saved timestamp may not all have been committed.
         if ctx.cursor is None or row["updated"] is None or row["updated"] >= ctx.cursor:
             yield row
+
+
+def in_window(time: dt.datetime | None, since: dt.date | None, until: dt.date | None) -> bool:
+    """Is the event's day (UTC) within [since, until]? An open end admits everything."""
+    if time is None:
+        return since is None and until is None
+    day = time.astimezone(dt.UTC).date()
+    return (since is None or day >= since) and (until is None or day <= until)
 
 
 def to_row(feature: dict[str, Any]) -> dict[str, Any]:

@@ -47,7 +47,8 @@ def test_a_run_killed_between_batches_is_completed_by_the_rerun_exactly(cli, db,
 
 
 def test_a_starting_worker_marks_a_dead_run_abandoned_before_running_anything(cli, db, feed, gate):
-    feed.serve(synthetic_feed(1000))
+    document = synthetic_feed(1000)
+    feed.serve(document)
     assert cli("migrate").returncode == 0
     gate.install(after=500)
     process = cli.spawn("run", "earthquakes", BATCH_SIZE="500")
@@ -73,3 +74,8 @@ def test_a_starting_worker_marks_a_dead_run_abandoned_before_running_anything(cl
     assert swept["runs"] == [dead["id"]]
     assert dead["status"] == "abandoned"
     assert dead["error"] == "the process running it died (found by a worker starting on worker.7)"
+
+    rerun = cli("run", "earthquakes", BATCH_SIZE="500")
+    assert rerun.returncode == 0, rerun.stderr
+    ids = [r[0] for r in db.query("SELECT id FROM earthquakes ORDER BY id")]
+    assert ids == sorted(f["id"] for f in document["features"])

@@ -54,9 +54,13 @@ class TriggerListener:
         with Database(self.settings, name, stop=self.stop) as db:
             db.on_connect(lambda cur: cur.execute(f"LISTEN {CHANNEL}"))
             db.on_connect(lambda _cur: self._wake.set())  # poll after every (re)connect
+            listening = False
             while not self.stop.is_set():
                 try:
                     jobs = db.run(store.pending_trigger_jobs)
+                    if not listening:
+                        log.info("trigger_listener_started", channel=CHANNEL, poll_s=POLL_SECONDS)
+                        listening = True
                     for job in jobs:
                         self.dispatch(job)
                     self._wait_for_news(db)
