@@ -87,3 +87,22 @@ def test_log_level_and_console_format_can_be_chosen(cli, level):
     assert console.returncode == 0
     assert "job_finished" in console.stdout
     assert not console.stdout.lstrip().startswith("{")
+
+
+def test_a_backfill_window_reaches_the_job(cli, db):
+    result = cli("run", "earthquakes", "--since", "2016-11-03", "--until", "2016-11-03")
+
+    assert result.returncode == 0, result.stderr
+    assert db.scalar("SELECT count(*) FROM earthquakes") == 111  # the fixture's events of Nov 3
+    assert db.scalar("SELECT min(time)::date FROM earthquakes").isoformat() == "2016-11-03"
+    assert db.scalar("SELECT params FROM nightshift.runs") == {
+        "since": "2016-11-03",
+        "until": "2016-11-03",
+    }
+
+
+def test_a_malformed_date_is_refused(cli):
+    result = cli("run", "earthquakes", "--since", "yesterday")
+
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: --since takes an ISO date (YYYY-MM-DD), got 'yesterday'"

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from worker.schedule import cron_trigger, effective_schedule, env_name
+from worker.schedule import cron_trigger, effective_schedule, env_name, latest_fire, misfire_grace
 
 UTC = dt.UTC
 FRIDAY_NOON = dt.datetime(2024, 5, 3, 12, 0, tzinfo=UTC)  # Friday 3 May 2024
@@ -206,3 +206,40 @@ def test_a_declared_schedule_of_off_means_no_schedule():
 
 def test_no_declared_schedule_and_no_override_means_no_schedule():
     assert effective_schedule("sales", None, {}) is None
+
+
+# -- catch-up and misfire grace ------------------------------------------------------------------
+def _utc(*args: int) -> dt.datetime:
+    return dt.datetime(*args, tzinfo=dt.UTC)
+
+
+def test_latest_fire_finds_the_most_recent_missed_fire_time():
+    nightly = cron_trigger("0 3 * * *")
+
+    missed = latest_fire(nightly, after=_utc(2024, 5, 1, 3, 0, 1), now=_utc(2024, 5, 4, 12, 0))
+
+    assert missed == _utc(2024, 5, 4, 3, 0)  # three missed nights, the last one counts
+
+
+def test_latest_fire_is_none_when_the_last_run_came_after_the_last_fire_time():
+    nightly = cron_trigger("0 3 * * *")
+
+    assert (
+        latest_fire(nightly, after=_utc(2024, 5, 4, 3, 0, 2), now=_utc(2024, 5, 4, 12, 0)) is None
+    )
+
+
+def test_latest_fire_on_a_frequent_schedule_stays_cheap_and_exact():
+    every_second = cron_trigger("* * * * * *")
+
+    missed = latest_fire(every_second, after=_utc(2024, 1, 1), now=_utc(2024, 5, 4, 12, 0, 0, 500))
+
+    assert missed == _utc(2024, 5, 4, 12, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("expr", "grace"),
+    [("*/5 * * * *", 150), ("0 3 * * *", 3600), ("* * * * * *", 1), ("0 * * * *", 1800)],
+)
+def test_misfire_grace_is_half_the_period_between_1_s_and_1_h(expr, grace):
+    assert misfire_grace(cron_trigger(expr), _utc(2024, 5, 4, 12, 0, 30)) == grace

@@ -232,3 +232,16 @@ def test_a_webhook_answering_500_is_logged_and_never_fails_the_job_further(cli, 
     assert failed["host"].startswith("127.0.0.1:")
     assert db.runs()[-1]["error"].endswith("answered 503 Service Unavailable")
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_request_whose_notify_was_lost_is_picked_up_by_polling(workers, cli, db):
+    assert cli("migrate").returncode == 0
+    _, tail = workers(EARTHQUAKES_SCHEDULE="off")
+    tail.wait_event("trigger_listener_started")
+    db.query("ALTER TABLE nightshift.triggers DISABLE TRIGGER notify_trigger")  # no NOTIFY
+
+    db.query("INSERT INTO nightshift.triggers (job) VALUES ('earthquakes')")
+
+    finished = tail.wait_event("job_finished", timeout=30)
+    assert (finished["status"], finished["rows"]) == ("succeeded", 151)
+    assert db.scalar("SELECT run_id FROM nightshift.triggers") == finished["run_id"]

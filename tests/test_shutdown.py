@@ -101,3 +101,28 @@ def test_sigterm_to_a_foreground_run_waiting_on_its_source_interrupts_it_at_once
     assert run["status"] == "interrupted"
     assert tail.wait_event("job_finished")["status"] == "interrupted"
     assert "interrupted" in process.stderr.read()
+
+
+def test_a_second_sigterm_exits_at_once_and_the_next_run_resumes(worker, cli, db, feed, gate):
+    document = synthetic_feed(3000)
+    feed.serve(document)
+    assert cli("migrate").returncode == 0
+    gate.install(after=1000)
+    process, tail = worker(EARTHQUAKES_SCHEDULE="* * * * * *", BATCH_SIZE="500")
+    wait_for(gate.waiting, what="a batch waiting at the gate")
+
+    process.send_signal(signal.SIGTERM)
+    tail.wait_event("shutdown_requested")
+    process.send_signal(signal.SIGTERM)  # cold: do not wait for the batch
+
+    assert process.wait(timeout=HEROKU_BUDGET) == 1
+    assert tail.wait_event("cold_shutdown")["signal"] == "SIGTERM"
+    gate.open()
+    assert db.scalar("SELECT count(*) FROM earthquakes") == 1000  # the batch in flight rolled back
+
+    rerun = cli("run", "earthquakes", BATCH_SIZE="500")
+
+    assert rerun.returncode == 0, rerun.stderr
+    ids = [r[0] for r in db.query("SELECT id FROM earthquakes ORDER BY id")]
+    assert ids == sorted(f["id"] for f in document["features"])
+    assert [r["status"] for r in db.runs()] == ["abandoned", "succeeded"]
