@@ -33,15 +33,17 @@ if str(ROOT) not in sys.path:  # run as a script: bench/ is on the path, the pro
     sys.path.insert(0, str(ROOT))
 
 import psycopg2  # noqa: E402
-from psycopg2 import sql  # noqa: E402
+from psycopg2 import extensions, sql  # noqa: E402
 from psycopg2.extensions import connection as Connection  # noqa: E402
 from psycopg2.extras import Json  # noqa: E402
 
 from config import Settings  # noqa: E402
+from worker.db import Database  # noqa: E402
 from worker.embedded import Cluster  # noqa: E402
 from worker.loader import Loader  # noqa: E402
 from worker.migrate import ensure_table  # noqa: E402
 from worker.registry import Job  # noqa: E402
+from worker.resolver import parse as parse_url  # noqa: E402
 
 Row = Mapping[str, Any]
 
@@ -121,12 +123,17 @@ def bench_job(table: str) -> Job:
 # -- the methods -----------------------------------------------------------------------------
 # Each writes `rows` in batches of `size`, one commit per batch, and returns rows changed.
 def load_with_loader(conn: Connection, job: Job, rows: Sequence[Row], size: int) -> int:
+    """The worker's own path: `Database.run` (replay, client-side deadline) around the loader."""
     loader = Loader(job)
     changed = 0
-    with conn.cursor() as cur:
-        for batch in batches(rows, size):
-            changed += loader.write(cur, batch)[1]
-            conn.commit()
+    resolved = parse_url(conn.dsn, "bench")
+    try:
+        with Database(Settings(), "bench-loader", resolver=lambda _settings: resolved) as db:
+            for batch in batches(rows, size):
+                changed += db.run(lambda cur, batch=batch: loader.write(cur, batch)[1])
+    finally:
+        # The worker's wait callback is process-wide; COPY (a baseline) refuses to run under it.
+        extensions.set_wait_callback(None)
     return changed
 
 
