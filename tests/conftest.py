@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -22,7 +23,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from tests.support import FeedServer, Result, load_fixture
+from tests.support import FeedServer, LogTail, Result, load_fixture
 from worker.embedded import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -206,6 +207,30 @@ def assert_no_secrets(output: str, url: str | None = None) -> None:
 @pytest.fixture
 def cli(db: Database, feed: FeedServer) -> Cli:
     return Cli(db, feed)
+
+
+@pytest.fixture
+def workers(cli: Cli) -> Iterator:
+    """Start `python -m worker` processes: `workers(**env) -> (process, LogTail)`. At the end
+    the ones still running are stopped (SIGTERM, then SIGKILL) and their output is checked."""
+    started: list[tuple[subprocess.Popen, LogTail]] = []
+
+    def start(**env: str) -> tuple[subprocess.Popen, LogTail]:
+        process = cli.spawn(**env)
+        tail = LogTail(process.stdout)
+        started.append((process, tail))
+        return process, tail
+
+    yield start
+    for process, _ in started:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process, tail in started:
+        try:
+            process.wait(timeout=25)
+        finally:
+            process.kill()
+        assert_no_secrets(tail.text() + process.stderr.read(), cli.env["DATABASE_URL"])
 
 
 def log_lines(text: str) -> list[dict]:

@@ -5,7 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import signal
 
-from tests.support import LogTail, synthetic_feed, wait_for
+from tests.support import synthetic_feed, wait_for
+
+
+def kill_at_gate(cli, gate) -> None:
+    """Start `run earthquakes` and SIGKILL it while a batch waits at the gate."""
+    process = cli.spawn("run", "earthquakes", BATCH_SIZE="500")
+    try:
+        wait_for(gate.waiting, what="a batch to wait at the gate")
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        process.kill()
+        gate.open()
 
 
 def test_a_run_killed_between_batches_is_completed_by_the_rerun_exactly(cli, db, feed, gate):
@@ -14,14 +26,7 @@ def test_a_run_killed_between_batches_is_completed_by_the_rerun_exactly(cli, db,
     assert cli("migrate").returncode == 0
     gate.install(after=1000)  # batches 1 and 2 commit, batch 3 waits at the gate
 
-    process = cli.spawn("run", "earthquakes", BATCH_SIZE="500")
-    try:
-        wait_for(gate.waiting, what="the third batch to wait at the gate")
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
-    finally:
-        process.kill()
-        gate.open()
+    kill_at_gate(cli, gate)
 
     # Only whole batches, and the state says exactly how far they reached.
     assert db.scalar("SELECT count(*) FROM earthquakes") == 1000
@@ -46,29 +51,20 @@ def test_a_run_killed_between_batches_is_completed_by_the_rerun_exactly(cli, db,
     assert started["abandoned_runs"] == [dead["id"]]
 
 
-def test_a_starting_worker_marks_a_dead_run_abandoned_before_running_anything(cli, db, feed, gate):
+def test_a_starting_worker_marks_a_dead_run_abandoned_before_running_anything(
+    workers, cli, db, feed, gate
+):
     document = synthetic_feed(1000)
     feed.serve(document)
     assert cli("migrate").returncode == 0
     gate.install(after=500)
-    process = cli.spawn("run", "earthquakes", BATCH_SIZE="500")
-    try:
-        wait_for(gate.waiting, what="the second batch to wait at the gate")
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
-    finally:
-        process.kill()
-        gate.open()
+    kill_at_gate(cli, gate)
     assert [r["status"] for r in db.runs()] == ["running"]
 
-    worker = cli.spawn(EARTHQUAKES_SCHEDULE="off", DYNO="worker.7")
-    tail = LogTail(worker.stdout)
-    try:
-        swept = tail.wait_event("dead_runs_abandoned")
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=25) == 0
-    finally:
-        worker.kill()
+    worker, tail = workers(EARTHQUAKES_SCHEDULE="off", DYNO="worker.7")
+    swept = tail.wait_event("dead_runs_abandoned")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=25) == 0
 
     [dead] = db.runs()
     assert swept["runs"] == [dead["id"]]

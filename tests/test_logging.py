@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import signal
 
-from tests.support import LogTail
-
 
 def test_a_run_logs_json_lines_that_all_carry_job_and_run_id(cli):
     result = cli("run", "earthquakes")
@@ -36,15 +34,12 @@ def test_urllib3_logs_come_through_the_same_renderer_with_the_run_bound(cli):
     assert len(result.events("job_finished")) == 1
 
 
-def test_the_worker_logs_apscheduler_lines_as_json_too(cli):
-    process = cli.spawn()
-    tail = LogTail(process.stdout)
-    try:
-        scheduled = tail.wait_event("job_scheduled")
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=25) == 0
-    finally:
-        process.kill()
+def test_the_worker_logs_apscheduler_lines_as_json_too(workers):
+    process, tail = workers()
+    scheduled = tail.wait_event("job_scheduled")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=25) == 0
+
     assert (scheduled["schedule"], scheduled["timezone"]) == ("*/15 * * * *", "UTC")
     tail.text()
     assert all(line["event"] != "<not json>" for line in tail.lines)

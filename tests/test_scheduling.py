@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import signal
-import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from itertools import pairwise
@@ -13,30 +11,7 @@ from itertools import pairwise
 import psycopg2
 import pytest
 
-from tests.conftest import assert_no_secrets
 from tests.support import LogTail, WebhookServer, synthetic_feed, wait_for
-
-
-@pytest.fixture
-def workers(cli) -> Iterator:
-    """Start `python -m worker` processes; at the end stop them and check their output."""
-    started: list[tuple[subprocess.Popen, LogTail]] = []
-
-    def start(**env: str) -> tuple[subprocess.Popen, LogTail]:
-        process = cli.spawn(**env)
-        tail = LogTail(process.stdout)
-        started.append((process, tail))
-        return process, tail
-
-    yield start
-    for process, _ in started:
-        process.send_signal(signal.SIGTERM)
-    for process, tail in started:
-        try:
-            assert process.wait(timeout=25) == 0
-        finally:
-            process.kill()
-        assert_no_secrets(tail.text() + process.stderr.read(), cli.env["DATABASE_URL"])
 
 
 def scheduled_runs(db) -> list[tuple[dt.datetime, str, str]]:

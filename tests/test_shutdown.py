@@ -5,34 +5,13 @@ from __future__ import annotations
 import signal
 import subprocess
 
-import pytest
-
-from tests.conftest import assert_no_secrets
 from tests.support import LogTail, synthetic_feed, wait_for
 
 HEROKU_BUDGET = 25  # seconds: Heroku sends SIGKILL 30 s after SIGTERM
 
 
-@pytest.fixture
-def worker(cli):
-    """Start `python -m worker`; stop it (hard) at the end whatever happened."""
-    started: list[tuple[subprocess.Popen, LogTail]] = []
-
-    def start(**env: str) -> tuple[subprocess.Popen, LogTail]:
-        process = cli.spawn(**env)
-        tail = LogTail(process.stdout)
-        started.append((process, tail))
-        return process, tail
-
-    yield start
-    for process, tail in started:
-        process.kill()
-        process.wait(timeout=10)
-        assert_no_secrets(tail.text() + process.stderr.read(), cli.env["DATABASE_URL"])
-
-
-def test_sigterm_to_an_idle_worker_exits_0(worker, db):
-    process, tail = worker()
+def test_sigterm_to_an_idle_worker_exits_0(workers, db):
+    process, tail = workers()
     scheduled = tail.wait_event("job_scheduled")
     assert scheduled["job"] == "earthquakes"
     assert scheduled["next_run_at"]
@@ -44,15 +23,21 @@ def test_sigterm_to_an_idle_worker_exits_0(worker, db):
     assert db.runs() == []
 
 
-def test_sigterm_mid_run_lets_the_batch_commit_and_records_the_run_interrupted(
-    worker, cli, db, feed, gate
-):
+def worker_mid_run(workers, cli, feed, gate) -> tuple[dict, subprocess.Popen, LogTail]:
+    """A worker whose scheduled run has committed 1000 rows and waits at the gate."""
     document = synthetic_feed(3000)
     feed.serve(document)
     assert cli("migrate").returncode == 0
     gate.install(after=1000)
-    process, tail = worker(EARTHQUAKES_SCHEDULE="* * * * * *", BATCH_SIZE="500")
+    process, tail = workers(EARTHQUAKES_SCHEDULE="* * * * * *", BATCH_SIZE="500")
     wait_for(gate.waiting, what="a batch waiting at the gate")
+    return document, process, tail
+
+
+def test_sigterm_mid_run_lets_the_batch_commit_and_records_the_run_interrupted(
+    workers, cli, db, feed, gate
+):
+    document, process, tail = worker_mid_run(workers, cli, feed, gate)
 
     process.send_signal(signal.SIGTERM)
     tail.wait_event("shutdown_requested")
@@ -73,10 +58,10 @@ def test_sigterm_mid_run_lets_the_batch_commit_and_records_the_run_interrupted(
 
 
 def test_a_run_stuck_past_the_grace_period_is_recorded_interrupted_and_the_worker_exits_0(
-    worker, db, feed
+    workers, db, feed
 ):
     feed.hold()  # the job's HTTP request never gets an answer
-    process, tail = worker(EARTHQUAKES_SCHEDULE="* * * * * *", SHUTDOWN_GRACE_SECONDS="2")
+    process, tail = workers(EARTHQUAKES_SCHEDULE="* * * * * *", SHUTDOWN_GRACE_SECONDS="2")
     tail.wait_event("job_started")
     assert feed.requested.wait(30)
 
@@ -103,13 +88,8 @@ def test_sigterm_to_a_foreground_run_waiting_on_its_source_interrupts_it_at_once
     assert "interrupted" in process.stderr.read()
 
 
-def test_a_second_sigterm_exits_at_once_and_the_next_run_resumes(worker, cli, db, feed, gate):
-    document = synthetic_feed(3000)
-    feed.serve(document)
-    assert cli("migrate").returncode == 0
-    gate.install(after=1000)
-    process, tail = worker(EARTHQUAKES_SCHEDULE="* * * * * *", BATCH_SIZE="500")
-    wait_for(gate.waiting, what="a batch waiting at the gate")
+def test_a_second_sigterm_exits_at_once_and_the_next_run_resumes(workers, cli, db, feed, gate):
+    document, process, tail = worker_mid_run(workers, cli, feed, gate)
 
     process.send_signal(signal.SIGTERM)
     tail.wait_event("shutdown_requested")
