@@ -79,6 +79,17 @@ class _Progress:
     buffer: list[Mapping[str, Any]] = field(default_factory=list)
 
 
+def _from_trigger(request: RunRequest, claimed: Mapping[str, Any]) -> RunRequest:
+    return replace(
+        request,
+        params=claimed["params"],
+        full_refresh=claimed["full_refresh"],
+        since=claimed["since"],
+        until=claimed["until"],
+        trigger_id=claimed["id"],
+    )
+
+
 class Runner:
     """Runs jobs. One instance serves a process; each run gets its own database session."""
 
@@ -93,6 +104,10 @@ class Runner:
         self._database = database
         self.active: dict[int, str] = {}  # run id -> job, for the worker's shutdown
         self._active_lock = threading.Condition()
+
+    def is_running(self, job: str) -> bool:
+        with self._active_lock:
+            return job in self.active.values()
 
     def wait_idle(self, timeout: float) -> dict[int, str]:
         """Wait up to `timeout` s for every run to end; return those still going."""
@@ -151,6 +166,9 @@ class Runner:
             migrate(cur, [job], every_job=False)  # a first run on a fresh database needs tables
             if not store.try_lock(cur, job.name):
                 raise JobBusy(f"job {job.name!r} is already running elsewhere")
+            mine = store.run_by_token(cur, token)
+            if mine is not None:  # a replay after a COMMIT whose answer was lost: it is ours
+                return mine, self._reclaim(cur, request, mine), [], store.load_state(cur, job.name)
             try:
                 final = self._claim(cur, job, request)
             except AlreadyDone:
@@ -205,14 +223,13 @@ class Runner:
         claimed = store.claim_trigger(cur, job.name, self.settings.dyno)
         if claimed is None:
             raise AlreadyDone("no queued request left for it (another worker took it)")
-        return replace(
-            request,
-            params=claimed["params"],
-            full_refresh=claimed["full_refresh"],
-            since=claimed["since"],
-            until=claimed["until"],
-            trigger_id=claimed["id"],
-        )
+        return _from_trigger(request, claimed)
+
+    @staticmethod
+    def _reclaim(cur: Any, request: RunRequest, run_id: int) -> RunRequest:
+        """The request as the first attempt claimed it (a queued one is linked to the run)."""
+        claimed = store.trigger_of_run(cur, run_id) if request.queued else None
+        return request if claimed is None else _from_trigger(request, claimed)
 
     @staticmethod
     def _verify(cur: Any, run_id: int, progress: _Progress) -> None:

@@ -178,7 +178,7 @@ class Worker:
         if name not in self.jobs:
             log.warning("trigger_for_unknown_job", job=name)
             return
-        if self.shutdown.requested or name in self.runner.active.values():
+        if self.shutdown.requested or self.runner.is_running(name):
             return  # it runs here already; the listener will look again
         self.scheduler.add_job(
             self._run_job,

@@ -219,7 +219,21 @@ def pending_trigger_jobs(cur: Any) -> list[str]:
 def claim_trigger(cur: Any, job: str, dyno: str) -> dict[str, Any] | None:
     """Claim the job's oldest pending request (under its lock); None when there is none."""
     cur.execute(queries()["claim_trigger"], {"job": job, "dyno": dyno})
+    return _trigger(cur.fetchone())
+
+
+def trigger_of_run(cur: Any, run_id: int) -> dict[str, Any] | None:
+    cur.execute(queries()["trigger_of_run"], {"run_id": run_id})
+    return _trigger(cur.fetchone())
+
+
+def run_by_token(cur: Any, token: str) -> int | None:
+    cur.execute(queries()["run_by_token"], {"token": token})
     row = cur.fetchone()
+    return row[0] if row else None
+
+
+def _trigger(row: tuple | None) -> dict[str, Any] | None:
     if row is None:
         return None
     trigger_id, params, full_refresh, since, until = row

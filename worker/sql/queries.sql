@@ -121,5 +121,11 @@ WHERE id = (
 )
 RETURNING id, params, full_refresh, since, until;
 
+-- name: run_by_token
+SELECT id FROM nightshift.runs WHERE token = %(token)s;
+
+-- name: trigger_of_run
+SELECT id, params, full_refresh, since, until FROM nightshift.triggers WHERE run_id = %(run_id)s;
+
 -- name: link_trigger
 UPDATE nightshift.triggers SET run_id = %(run_id)s WHERE id = %(trigger_id)s;
