@@ -35,10 +35,11 @@ SELECT pg_backend_pid(), backend_start, pg_is_in_recovery()
 FROM pg_stat_activity WHERE pid = pg_backend_pid()
 """
 # A session we lost may live on at the server (a blackholed client is not noticed for a long
-# time) holding its locks: end it, but only if it is really ours (same pid AND start time).
+# time) holding its locks: end it, but only if it is really ours (same pid AND start time; a
+# rotation to another role leaves it alone, as we may not signal it — the rotation ended it).
 _END_ZOMBIE = """
 SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
-WHERE pid = %s AND backend_start = %s
+WHERE pid = %s AND backend_start = %s AND usename = current_user
 """
 _PROBE = "SELECT state FROM pg_stat_activity WHERE pid = %s AND backend_start = %s"
 
@@ -194,6 +195,8 @@ class Database:
         with wait.connecting(self.settings.db_connect_timeout):
             conn = psycopg2.connect(**params)
         self.conn = conn
+        self._session = None
+        wait.watch(conn, self.settings.db_silence_timeout, lambda: self._probe(params))
         try:
             self._prepare(conn, params)
         except BaseException:
@@ -217,7 +220,6 @@ class Database:
         conn.commit()
         if self.writable and in_recovery:
             raise StandbyError("the server is a read-only standby (pg_is_in_recovery)")
-        wait.watch(conn, self.settings.db_silence_timeout, lambda: self._probe(params))
         for hook in self._hooks:
             self._attempt(conn, hook)
 
