@@ -458,3 +458,26 @@ def test_the_api_is_asked_once_for_a_whole_run_without_faults(cli, db, load, api
     assert api.requests == 1
     assert run.tail.events("job_finished")[0]["batches"] == 6
     assert_no_secrets(run.output() + stderr)
+
+
+def test_writes_refused_as_read_only_after_maintenance_are_retried_until_writable(
+    cli, db, load, gate
+):
+    migrate(cli, db.url)
+    gate.install(after=1000)
+    run = load()
+    pid = wait_at_gate(gate, 1000)
+
+    # After maintenance Heroku can leave a database read-only "for a minute or three".
+    db.query(f'ALTER DATABASE "{db.name}" SET default_transaction_read_only = on')
+    db.query("SELECT pg_terminate_backend(%s)", (pid,))
+    gate.open()
+    wait_for(lambda: "read_only" in run.causes(), what="a write refused with 25006")
+    db.query(f'ALTER DATABASE "{db.name}" SET default_transaction_read_only = off')
+
+    code, stderr = run.finish()
+    assert code == 0, stderr
+    assert_exact_rows(db, load.document)
+    refused = [r for r in run.retries() if r["cause"] == "read_only"]
+    assert refused[0]["error"].startswith("25006 cannot execute INSERT in a read-only transaction")
+    assert refused[0]["action"] == "resolve and reconnect"
