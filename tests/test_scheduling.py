@@ -35,7 +35,9 @@ def test_two_workers_run_each_fire_time_exactly_once(workers, cli, db, schedule,
     env = {"EARTHQUAKES_SCHEDULE": schedule}
     (_, tail_a), (_, tail_b) = workers(DYNO="worker.1", **env), workers(DYNO="worker.2", **env)
 
-    runs = wait_for(lambda: len(scheduled_runs(db)) >= 3 and scheduled_runs(db), timeout=4 * every)
+    runs = wait_for(
+        lambda: len(scheduled_runs(db)) >= 3 and scheduled_runs(db), timeout=every * 4 + 30
+    )
 
     fire_times = [fire for fire, _, _ in runs]
     assert all(count == 1 for count in Counter(fire_times).values())  # never doubled
