@@ -152,7 +152,8 @@ def test_run_while_the_job_runs_elsewhere_exits_3_and_with_wait_runs_after(cli, 
         busy = cli("run", "earthquakes")
         assert busy.returncode == 3
         assert busy.stderr.strip() == (
-            "error: job 'earthquakes' is already running elsewhere; try again when it is done"
+            "error: job 'earthquakes' is already running elsewhere;"
+            " try again when it is done, or use --wait"
         )
 
         waiter = cli.spawn("run", "earthquakes", "--wait")

@@ -87,7 +87,7 @@ def main(argv: list[str]) -> int:
         _fail(str(exc))
         return EXIT_USAGE
     except JobBusy as exc:
-        _fail(f"{exc}; try again when it is done")
+        _fail(f"{exc}; try again when it is done, or use --wait")
         return EXIT_BUSY
     except (ConfigError, NightshiftError) as exc:
         _fail(str(exc))

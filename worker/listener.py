@@ -52,8 +52,8 @@ class TriggerListener:
     def _loop(self) -> None:
         name = f"nightshift:listener@{self.settings.dyno}"
         with Database(self.settings, name, stop=self.stop) as db:
+            # Every (re)connect listens again; the poll that follows it catches what was missed.
             db.on_connect(lambda cur: cur.execute(f"LISTEN {CHANNEL}"))
-            db.on_connect(lambda _cur: self._wake.set())  # poll after every (re)connect
             listening = False
             while not self.stop.is_set():
                 try:
