@@ -46,8 +46,10 @@ class TriggerListener:
         self._wake.set()
 
     def close(self) -> None:
+        """Stop listening and claiming; wait briefly for the thread (it only ever waits)."""
         self.stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
 
     def _loop(self) -> None:
         name = f"nightshift:listener@{self.settings.dyno}"

@@ -97,7 +97,7 @@ class Worker:
         self.scheduler.add_listener(lambda _event: self._started(), EVENT_SCHEDULER_STARTED)
         if not self.shutdown.requested:
             self.scheduler.start()  # blocks until shutdown
-        self.listener.stop.set()
+        self.listener.close()
         self._drain()
         log.info("worker_stopped")
         return 0
