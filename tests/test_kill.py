@@ -36,7 +36,8 @@ def test_a_run_killed_between_batches_is_completed_by_the_rerun_exactly(cli, db,
     cursor = dt.datetime.fromisoformat(db.state("earthquakes")["cursor"])
     assert cursor == dt.datetime.fromtimestamp(thousandth / 1000, tz=dt.UTC)
 
-    result = cli("run", "earthquakes", BATCH_SIZE="500")
+    # --wait: the killed process's session may hold the job's lock until the server notices.
+    result = cli("run", "earthquakes", "--wait", BATCH_SIZE="500")
 
     assert result.returncode == 0, result.stderr
     expected = sorted(f["id"] for f in document["features"])

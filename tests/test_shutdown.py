@@ -100,7 +100,8 @@ def test_a_second_sigterm_exits_at_once_and_the_next_run_resumes(workers, cli, d
     gate.open()
     assert db.scalar("SELECT count(*) FROM earthquakes") == 1000  # the batch in flight rolled back
 
-    rerun = cli("run", "earthquakes", BATCH_SIZE="500")
+    # --wait: the dead process's session may hold the job's lock until the server notices.
+    rerun = cli("run", "earthquakes", "--wait", BATCH_SIZE="500")
 
     assert rerun.returncode == 0, rerun.stderr
     ids = [r[0] for r in db.query("SELECT id FROM earthquakes ORDER BY id")]
