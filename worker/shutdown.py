@@ -4,12 +4,19 @@ The first SIGTERM (or SIGINT) asks every run to stop at its next safe point: the
 written commits or rolls back, the run is recorded as interrupted. While a run waits on its
 job's code in the main thread (an HTTP read, say) the signal interrupts it at once. A second
 signal exits at once: every batch is idempotent, so nothing half-done survives it.
+
+The handler itself only sets a flag (and raises, where allowed): logging or stopping the
+scheduler from inside a signal handler can re-enter a stream the main thread was writing to.
+A small thread does that work instead.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +36,7 @@ class Shutdown:
     def __init__(self) -> None:
         self.event = threading.Event()
         self.signals = 0
+        self.reason = "requested"
         self._interruptible = False
         self._callbacks: list[Callable[[], None]] = []
 
@@ -39,18 +47,11 @@ class Shutdown:
     def install(self) -> None:
         signal.signal(signal.SIGTERM, self._handle)
         signal.signal(signal.SIGINT, self._handle)
+        threading.Thread(target=self._on_request, name="shutdown", daemon=True).start()
 
     def on_request(self, callback: Callable[[], None]) -> None:
-        """Call `callback` (in the main thread) when the first signal arrives."""
+        """Call `callback` (from a helper thread) once a shutdown is requested."""
         self._callbacks.append(callback)
-
-    def request(self, reason: str = "requested") -> None:
-        if self.event.is_set():
-            return
-        self.event.set()
-        log.info("shutdown_requested", reason=reason)
-        for callback in self._callbacks:
-            callback()
 
     def check(self) -> None:
         """Raise ShutdownRequested if a shutdown was asked for."""
@@ -70,13 +71,30 @@ class Shutdown:
         finally:
             self._interruptible = False
 
+    def _on_request(self) -> None:
+        self.event.wait()
+        log.info("shutdown_requested", reason=self.reason)
+        for callback in self._callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("shutdown_callback_failed")
+
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         self.signals += 1
         name = signal.Signals(signum).name
         if self.signals > 1:
-            log.warning("cold_shutdown", signal=name)
+            _last_words({"signal": name, "event": "cold_shutdown", "level": "warning"})
             os._exit(COLD_EXIT_CODE)
-        self.request(reason=name)
+        self.reason = name
+        self.event.set()
         if self._interruptible:
             self._interruptible = False
             raise ShutdownRequested()
+
+
+def _last_words(event: dict[str, str]) -> None:
+    """One log line written straight to the file descriptor: safe inside a signal handler."""
+    event = {**event, "logger": __name__, "timestamp": dt.datetime.now(dt.UTC).isoformat()}
+    event["timestamp"] = event["timestamp"].replace("+00:00", "Z")
+    os.write(sys.stdout.fileno(), (json.dumps(event) + "\n").encode())
