@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import signal
+import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from itertools import pairwise
@@ -231,3 +233,96 @@ def test_a_request_whose_notify_was_lost_is_picked_up_by_polling(workers, cli, d
     finished = tail.wait_event("job_finished", timeout=30)
     assert (finished["status"], finished["rows"]) == ("succeeded", 151)
     assert db.scalar("SELECT run_id FROM nightshift.triggers") == finished["run_id"]
+
+
+# -- the next start resumes what a shutdown or a crash cut short ---------------------------------
+def start_catchup_at_gate(workers, cli, db, feed, gate) -> tuple[dict, subprocess.Popen, LogTail]:
+    """A worker whose catch-up run (a scheduled run) has 1000 rows in and waits at the gate."""
+    document = synthetic_feed(3000)
+    feed.serve(document)
+    assert cli("migrate").returncode == 0
+    db.query(
+        "INSERT INTO nightshift.runs (job, trigger, status, started_at, finished_at)"
+        " VALUES ('earthquakes', 'schedule', 'succeeded', now() - interval '3 days',"
+        " now() - interval '3 days')"
+    )
+    gate.install(after=1000)
+    process, tail = workers(EARTHQUAKES_SCHEDULE="0 3 * * *", BATCH_SIZE="500", DYNO="old.1")
+    wait_for(gate.waiting, what="the catch-up run to wait at the gate")
+    return document, process, tail
+
+
+def assert_resumed_once(db, document: dict, cut_short: str) -> None:
+    runs = db.query(
+        "SELECT id, trigger, status, resumes, resumed_by FROM nightshift.runs ORDER BY id"
+    )
+    _history, first, resumed = runs  # one resume, though two workers started
+    assert (first[1], first[2], first[4]) == ("catchup", cut_short, resumed[0])
+    assert (resumed[1], resumed[2], resumed[3]) == ("resume", "succeeded", first[0])
+    ids = [r[0] for r in db.query("SELECT id FROM earthquakes ORDER BY id")]
+    assert ids == sorted(f["id"] for f in document["features"])
+
+
+def test_the_next_start_resumes_a_run_that_a_shutdown_interrupted(workers, cli, db, feed, gate):
+    document, old, old_tail = start_catchup_at_gate(workers, cli, db, feed, gate)
+    old.send_signal(signal.SIGTERM)
+    old_tail.wait_event("shutdown_requested")
+    gate.open()
+    assert old.wait(timeout=25) == 0
+
+    (_, a), (_, b) = (
+        workers(EARTHQUAKES_SCHEDULE="0 3 * * *"),
+        workers(EARTHQUAKES_SCHEDULE="0 3 * * *"),
+    )
+    wait_for(
+        lambda: db.scalar(
+            "SELECT count(*) FROM nightshift.runs WHERE trigger = 'resume' AND status = 'succeeded'"
+        ),
+        what="the resumed run",
+    )
+
+    assert_resumed_once(db, document, cut_short="interrupted")
+    assert a.events("job_catching_up") == b.events("job_catching_up") == []
+
+
+def test_the_next_start_resumes_a_run_whose_process_was_killed(workers, cli, db, feed, gate):
+    document, old, _ = start_catchup_at_gate(workers, cli, db, feed, gate)
+    old.send_signal(signal.SIGKILL)
+    old.wait(timeout=10)
+    gate.open()
+    # The dead process's session lives until the server notices; then its lock is free.
+    wait_for(
+        lambda: (
+            not db.query(
+                "SELECT 1 FROM pg_stat_activity"
+                " WHERE application_name = 'nightshift:earthquakes@old.1'"
+            )
+        ),
+        what="the dead session to end",
+    )
+
+    workers(EARTHQUAKES_SCHEDULE="0 3 * * *")
+    workers(EARTHQUAKES_SCHEDULE="0 3 * * *")
+    wait_for(
+        lambda: db.scalar(
+            "SELECT count(*) FROM nightshift.runs WHERE trigger = 'resume' AND status = 'succeeded'"
+        ),
+        what="the resumed run",
+    )
+
+    assert_resumed_once(db, document, cut_short="abandoned")
+
+
+def test_a_manual_run_someone_interrupted_is_not_resumed(workers, cli, db, feed):
+    feed.hold()
+    process = cli.spawn("run", "earthquakes")
+    assert feed.requested.wait(30)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=25) == 1
+    feed.release()
+
+    _, tail = workers(EARTHQUAKES_SCHEDULE="off")
+    tail.wait_event("trigger_listener_started")
+
+    assert tail.events("job_resuming") == []
+    assert [r["status"] for r in db.runs()] == ["interrupted"]

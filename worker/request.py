@@ -14,7 +14,9 @@ from typing import Any
 
 from config import ConfigError
 
-TRIGGERS = ("manual", "schedule", "catchup", "queued")
+TRIGGERS = ("manual", "schedule", "catchup", "queued", "resume")
+# Names the run history uses next to a run's own parameters.
+RESERVED = ("full_refresh", "since", "until")
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -28,6 +30,20 @@ class RunRequest:
     fire_time: dt.datetime | None = None  # the schedule's fire time this run serves
     queued: bool = False  # claim the job's oldest queued request when the run starts
     trigger_id: int | None = None  # the queued request it claimed
+    resumes: int | None = None  # the run cut short that this one resumes
+
+    @classmethod
+    def resuming(cls, run_id: int, recorded: Mapping[str, Any]) -> RunRequest:
+        """A request that resumes run `run_id`, with the parameters it recorded."""
+        params = {k: str(v) for k, v in recorded.items() if k not in RESERVED}
+        return cls(
+            trigger="resume",
+            params=params,
+            full_refresh=bool(recorded.get("full_refresh")),
+            since=parse_date("since", recorded.get("since")),
+            until=parse_date("until", recorded.get("until")),
+            resumes=run_id,
+        )
 
     def recorded_params(self) -> dict[str, Any]:
         """What the run's history row keeps of its parameters."""
@@ -49,6 +65,8 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
         key = key.strip()
         if not sep or not _KEY.match(key):
             raise ConfigError(f"--param takes KEY=VALUE, got {pair!r}")
+        if key in RESERVED:
+            raise ConfigError(f"--param {key} is reserved; use --{key.replace('_', '-')}")
         params[key] = value
     return params
 

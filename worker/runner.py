@@ -176,10 +176,12 @@ class Runner:
                 raise
             run_id = store.start_run(
                 cur, job.name, final.trigger, self.settings.dyno, final.recorded_params(),
-                token, final.fire_time,
+                token, final.fire_time, final.resumes,
             )  # fmt: skip
             if final.trigger_id is not None:
                 store.link_trigger(cur, final.trigger_id, run_id)
+            if final.resumes is not None:
+                store.mark_resumed(cur, final.resumes, run_id)
             abandoned = store.abandon_dead_runs(cur, job.name, run_id, f"run {run_id}")
             return run_id, final, abandoned, store.load_state(cur, job.name)
 
@@ -206,12 +208,18 @@ class Runner:
             database=db.resolved.describe() if db.resolved else None,
             **({"params": request.recorded_params()} if request.recorded_params() else {}),
             **({"fire_time": request.fire_time.isoformat()} if request.fire_time else {}),
+            **({"resumes": request.resumes} if request.resumes else {}),
             **({"abandoned_runs": abandoned} if abandoned else {}),
         )
         return run_id, request, saved
 
     def _claim(self, cur: Any, job: Job, request: RunRequest) -> RunRequest:
-        """Under the job's lock: skip a fire time already served; take a queued request."""
+        """Under the job's lock: skip a fire time already served, or a run already resumed;
+        take a queued request."""
+        if request.resumes is not None:
+            by = store.resumed_by(cur, request.resumes)
+            if by is not None:
+                raise AlreadyDone(f"run {by} already resumed run {request.resumes}")
         if request.fire_time is not None:
             served_by = store.ran_for_fire_time(cur, job.name, request.fire_time)
             if served_by is not None:

@@ -42,6 +42,12 @@ from worker.shutdown import Shutdown
 log = get_logger("nightshift.worker")
 
 MAX_THREADS = 4
+# How often the worker looks for dead runs and for runs to resume.
+HOUSEKEEPING_SECONDS = 30
+
+
+# Put in a job's kwargs as `fire_time` to be handed the fire time each run serves.
+FIRE_TIME = "<the fire time>"
 
 
 class FireTimeExecutor(ThreadPoolExecutor):
@@ -51,13 +57,15 @@ class FireTimeExecutor(ThreadPoolExecutor):
     """
 
     def _do_submit_job(self, job: Any, run_times: list[dt.datetime]) -> None:
-        super()._do_submit_job(_WithFireTime(job, run_times[-1]), run_times)
+        if job.kwargs.get("fire_time") == FIRE_TIME:
+            job = _WithFireTime(job, run_times[-1])
+        super()._do_submit_job(job, run_times)
 
 
 class _WithFireTime:
     def __init__(self, job: Any, fire_time: dt.datetime) -> None:
         self._job = job
-        self.kwargs = {"fire_time": fire_time, **job.kwargs}
+        self.kwargs = {**job.kwargs, "fire_time": fire_time}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._job, name)
@@ -72,7 +80,7 @@ class Worker:
         self.jobs = jobs
         self.shutdown = Shutdown()
         self.runner = Runner(settings, self.shutdown)
-        threads = max(1, min(MAX_THREADS, len(jobs)))
+        threads = min(MAX_THREADS, len(jobs) + 1)  # +1: housekeeping
         self.scheduler = BlockingScheduler(
             executors={"default": FireTimeExecutor(threads)},
             job_defaults={"coalesce": True, "max_instances": 1},
@@ -84,16 +92,25 @@ class Worker:
         self.shutdown.install()
         self.shutdown.on_request(self._stop_scheduling)
         try:
-            source, abandoned, last_started = self._prepare()
+            source, last_started = self._prepare()
         except ShutdownRequested:  # stopped while the database was still out of reach
             log.info("worker_stopped")
             return 0
         log.info("worker_started", database=source, jobs=sorted(self.jobs), dyno=self.settings.dyno)
-        if abandoned:
-            log.warning("dead_runs_abandoned", runs=abandoned)
         now = dt.datetime.now(dt.UTC)
-        for job in self.jobs.values():
-            self._schedule(job, last_started.get(job.name), now)
+        catching_up = {
+            job.name
+            for job in self.jobs.values()
+            if self._schedule(job, last_started.get(job.name), now)
+        }
+        self._housekeeping(skip=catching_up)  # a catch-up run resumes from the state anyway
+        self.scheduler.add_job(
+            self._housekeeping,
+            "interval",
+            seconds=HOUSEKEEPING_SECONDS,
+            id="nightshift:housekeeping",
+            name="dead runs and runs to resume",
+        )
         self.scheduler.add_listener(lambda _event: self._started(), EVENT_SCHEDULER_STARTED)
         if not self.shutdown.requested:
             self.scheduler.start()  # blocks until shutdown
@@ -102,25 +119,62 @@ class Worker:
         log.info("worker_stopped")
         return 0
 
-    def _prepare(self) -> tuple[str, list[int], dict[str, dt.datetime]]:
-        def prepare(cur: Any) -> tuple[list[int], dict[str, dt.datetime]]:
+    def _prepare(self) -> tuple[str, dict[str, dt.datetime]]:
+        def prepare(cur: Any) -> dict[str, dt.datetime]:
             migrate(cur, self.jobs.values())
-            return store.sweep_dead_runs(cur, self.settings.dyno), store.last_started(cur)
+            return store.last_started(cur)
 
-        name = f"nightshift:worker@{self.settings.dyno}"
-        with Database(self.settings, name, stop=self.shutdown.event) as db:
-            abandoned, last_started = db.run(prepare)
-            return (db.resolved.describe() if db.resolved else "?"), abandoned, last_started
+        with Database(self.settings, self._db_name, stop=self.shutdown.event) as db:
+            last_started = db.run(prepare)
+            return (db.resolved.describe() if db.resolved else "?"), last_started
 
-    def _schedule(self, job: Job, last_started: dt.datetime | None, now: dt.datetime) -> None:
+    @property
+    def _db_name(self) -> str:
+        return f"nightshift:worker@{self.settings.dyno}"
+
+    def _housekeeping(self, skip: set[str] | frozenset[str] = frozenset()) -> None:
+        """Mark dead runs abandoned; resume each job's latest run if something cut it short.
+
+        At start, and every HOUSEKEEPING_SECONDS: a crashed process's session can hold its job's
+        lock for a while after the crash, so its run is only found dead once that session ends.
+        """
+
+        def look(cur: Any) -> tuple[list[int], list[dict[str, Any]]]:
+            return store.sweep_dead_runs(cur, self.settings.dyno), store.runs_to_resume(cur)
+
+        try:
+            with Database(self.settings, self._db_name, stop=self.shutdown.event) as db:
+                abandoned, to_resume = db.run(look)
+        except (DatabaseError, ShutdownRequested) as exc:
+            log.warning("housekeeping_failed", error=str(exc) or "shutdown")
+            return
+        if abandoned:
+            log.warning("dead_runs_abandoned", runs=abandoned)
+        for cut_short in to_resume:
+            name = cut_short["job"]
+            if name in skip or name not in self.jobs or self.runner.is_running(name):
+                continue
+            log.info("job_resuming", job=name, resumes=cut_short["id"])
+            self.scheduler.add_job(
+                self._resume,
+                args=[name, cut_short["id"], cut_short["params"]],
+                id=f"{name}:resume",
+                name=f"{name} (resume)",
+                replace_existing=True,
+                misfire_grace_time=None,
+            )
+
+    def _schedule(self, job: Job, last_started: dt.datetime | None, now: dt.datetime) -> bool:
+        """Put the job on its schedule; True when a missed fire time is caught up now."""
         trigger = job.trigger()
         if trigger is None:
             log.info("job_unscheduled", job=job.name)
-            return
+            return False
         self.scheduler.add_job(
             self._run_job,
             trigger,
             args=[job.name, "schedule"],
+            kwargs={"fire_time": FIRE_TIME},
             id=job.name,
             name=job.name,
             misfire_grace_time=misfire_grace(trigger, now),
@@ -136,6 +190,7 @@ class Worker:
                 name=f"{job.name} (catch-up)",
                 misfire_grace_time=None,
             )
+        return missed is not None
 
     def _started(self) -> None:
         if self.shutdown.requested:  # the signal came while we were starting
@@ -174,6 +229,16 @@ class Worker:
         if trigger == "queued":
             self.listener.wake()  # more may be waiting for this job
 
+    def _resume(self, name: str, run_id: int, params: dict[str, Any]) -> None:
+        if self.shutdown.requested:
+            return
+        try:
+            self.runner.run(self.jobs[name], RunRequest.resuming(run_id, params))
+        except Skipped as exc:
+            log.info("job_skipped", job=name, trigger="resume", reason=str(exc))
+        except Exception:
+            log.exception("job_crashed", job=name)
+
     def _dispatch_queued(self, name: str) -> None:
         if name not in self.jobs:
             log.warning("trigger_for_unknown_job", job=name)
@@ -183,7 +248,6 @@ class Worker:
         self.scheduler.add_job(
             self._run_job,
             args=[name, "queued"],
-            kwargs={"fire_time": None},
             id=f"{name}:queued",
             name=f"{name} (queued)",
             replace_existing=True,
@@ -202,7 +266,7 @@ class Worker:
                 store.finish_run(cur, run_id, "interrupted", "shutdown: grace period ran out")
 
         try:
-            with Database(self.settings, f"nightshift:worker@{self.settings.dyno}") as db:
+            with Database(self.settings, self._db_name) as db:
                 db.run(record, budget=3)
             for run_id, job in stragglers.items():
                 log.info("job_finished", job=job, run_id=run_id, status="interrupted")

@@ -58,6 +58,7 @@ def start_run(
     params: dict[str, Any],
     token: str,
     scheduled_for: dt.datetime | None = None,
+    resumes: int | None = None,
 ) -> int:
     cur.execute(
         queries()["start_run"],
@@ -69,6 +70,7 @@ def start_run(
             "params": Json(params, dumps=lambda v: json.dumps(v, default=_encode)),
             "token": token,
             "scheduled_for": scheduled_for,
+            "resumes": resumes,
         },
     )
     return int(cur.fetchone()[0])
@@ -248,3 +250,20 @@ def _trigger(row: tuple | None) -> dict[str, Any] | None:
 
 def link_trigger(cur: Any, trigger_id: int, run_id: int) -> None:
     cur.execute(queries()["link_trigger"], {"trigger_id": trigger_id, "run_id": run_id})
+
+
+# -- resuming runs cut short ---------------------------------------------------------------------
+def runs_to_resume(cur: Any) -> list[dict[str, Any]]:
+    cur.execute(queries()["runs_to_resume"])
+    return [{"job": job, "id": run_id, "params": dict(params)} for job, run_id, params in cur]
+
+
+def resumed_by(cur: Any, run_id: int) -> int | None:
+    """Who resumed the run already (None: nobody). Call under the job's lock."""
+    cur.execute(queries()["claim_resume"], {"run_id": run_id})
+    row = cur.fetchone()
+    return row[0] if row else None
+
+
+def mark_resumed(cur: Any, run_id: int, by: int) -> None:
+    cur.execute(queries()["mark_resumed"], {"run_id": run_id, "by": by})

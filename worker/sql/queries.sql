@@ -2,8 +2,9 @@
 
 -- name: start_run
 -- Idempotent on the token: a replay returns the run the first attempt created.
-INSERT INTO nightshift.runs (job, trigger, dyno, pid, params, token, scheduled_for)
-VALUES (%(job)s, %(trigger)s, %(dyno)s, %(pid)s, %(params)s, %(token)s, %(scheduled_for)s)
+INSERT INTO nightshift.runs (job, trigger, dyno, pid, params, token, scheduled_for, resumes)
+VALUES (%(job)s, %(trigger)s, %(dyno)s, %(pid)s, %(params)s, %(token)s, %(scheduled_for)s,
+        %(resumes)s)
 ON CONFLICT (token) DO UPDATE SET token = EXCLUDED.token
 RETURNING id;
 
@@ -129,3 +130,21 @@ SELECT id, params, full_refresh, since, until FROM nightshift.triggers WHERE run
 
 -- name: link_trigger
 UPDATE nightshift.triggers SET run_id = %(run_id)s WHERE id = %(trigger_id)s;
+
+-- name: runs_to_resume
+-- Each job's latest run, when a shutdown or a crash cut it short and nobody resumed it yet.
+-- Manual runs are left alone: whoever stopped them chose to.
+SELECT job, id, params FROM (
+    SELECT DISTINCT ON (job) job, id, params, status, trigger, resumed_by
+    FROM nightshift.runs
+    ORDER BY job, started_at DESC, id DESC
+) AS latest
+WHERE status IN ('interrupted', 'abandoned') AND resumed_by IS NULL
+  AND trigger IN ('schedule', 'catchup', 'queued', 'resume');
+
+-- name: claim_resume
+-- Under the job's lock: still waiting to be resumed?
+SELECT resumed_by FROM nightshift.runs WHERE id = %(run_id)s;
+
+-- name: mark_resumed
+UPDATE nightshift.runs SET resumed_by = %(by)s WHERE id = %(run_id)s AND resumed_by IS NULL;
