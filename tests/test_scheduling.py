@@ -138,6 +138,14 @@ def test_triggers_for_unknown_jobs_or_with_malformed_parameters_are_refused(cli,
     assert "unknown job 'nosuchjob'; known jobs: earthquakes" in str(refused.value)
     with pytest.raises(psycopg2.errors.CheckViolation):
         db.query("INSERT INTO nightshift.triggers (job, params) VALUES ('earthquakes', '[1]')")
+    with pytest.raises(psycopg2.errors.CheckViolation):  # a name the run history keeps apart
+        db.query(
+            "INSERT INTO nightshift.triggers (job, params)"
+            """ VALUES ('earthquakes', '{"since": "x"}')"""
+        )
+    reserved = cli("trigger", "earthquakes", "--param", "since=x")
+    assert reserved.returncode == 1
+    assert reserved.stderr.strip() == "error: --param since is reserved; use --since"
     assert db.scalar("SELECT count(*) FROM nightshift.triggers") == 0
 
 

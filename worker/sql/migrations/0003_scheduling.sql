@@ -50,6 +50,11 @@ BEGIN
         RAISE EXCEPTION 'params must be a JSON object of strings, got %', NEW.params
             USING ERRCODE = 'check_violation';
     END IF;
+    -- The run history keeps these names beside a request's own parameters.
+    IF NEW.params ?| ARRAY['full_refresh', 'since', 'until'] THEN
+        RAISE EXCEPTION 'params may not be named full_refresh, since or until: use the columns'
+            USING ERRCODE = 'check_violation';
+    END IF;
     RETURN NEW;
 END $$;
 CREATE TRIGGER check_trigger BEFORE INSERT ON nightshift.triggers
