@@ -98,10 +98,14 @@ class Runner:
         settings: Settings,
         shutdown: Shutdown | None = None,
         database: Callable[..., Database] = Database,
+        ensure_schema: bool = True,
     ) -> None:
+        """`ensure_schema`: make sure the job's tables exist as each run starts (a one-off `run`
+        on a fresh database); the worker migrates once at start instead."""
         self.settings = settings
         self.shutdown = shutdown or Shutdown()
         self._database = database
+        self._ensure_schema = ensure_schema
         self.active: dict[int, str] = {}  # run id -> job, for the worker's shutdown
         self._active_lock = threading.Condition()
 
@@ -163,7 +167,8 @@ class Runner:
         token = str(uuid.uuid4())
 
         def begin(cur: Any) -> tuple[int, RunRequest, list[int], dict[str, Any]]:
-            migrate(cur, [job], every_job=False)  # a first run on a fresh database needs tables
+            if self._ensure_schema:
+                migrate(cur, [job], every_job=False)
             if not store.try_lock(cur, job.name):
                 raise JobBusy(f"job {job.name!r} is already running elsewhere")
             mine = store.run_by_token(cur, token)

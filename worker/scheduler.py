@@ -79,7 +79,7 @@ class Worker:
         self.settings = settings
         self.jobs = jobs
         self.shutdown = Shutdown()
-        self.runner = Runner(settings, self.shutdown)
+        self.runner = Runner(settings, self.shutdown, ensure_schema=False)  # migrated at start
         threads = min(MAX_THREADS, len(jobs) + 1)  # +1: housekeeping
         self.scheduler = BlockingScheduler(
             executors={"default": FireTimeExecutor(threads)},

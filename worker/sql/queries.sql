@@ -97,6 +97,8 @@ WITH declared AS (
     ON CONFLICT (name) DO UPDATE
     SET schedule = EXCLUDED.schedule, timezone = EXCLUDED.timezone, retired = false,
         updated_at = EXCLUDED.updated_at
+    WHERE (jobs.schedule, jobs.timezone, jobs.retired)
+          IS DISTINCT FROM (EXCLUDED.schedule, EXCLUDED.timezone, false)  -- write only on change
     RETURNING name
 )
 UPDATE nightshift.jobs SET retired = true, updated_at = now()
