@@ -7,12 +7,13 @@ The URL itself is a secret (Slack's carries its token in the path): it is masked
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
 from config import Settings
 from worker.logs import get_logger
-from worker.redact import redact, register_secret, safe_url
+from worker.redact import redact, register_secret
 
 log = get_logger("nightshift.alerts")
 TIMEOUT_SECONDS = 5
@@ -50,4 +51,5 @@ def send_failure_alert(settings: Settings, result: Any) -> bool:
 
 
 def _host(url: str) -> str:
-    return safe_url(url).split("/")[2] if "://" in url else "?"
+    """Where the alert went, for the log: host and port only (the path may hold a token)."""
+    return urlsplit(url).netloc.rpartition("@")[2] or "?"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -22,7 +21,7 @@ from worker.migrate import migrate, migrations
 from worker.redact import redact
 from worker.registry import Job, discover, lookup
 from worker.request import RunRequest, parse_params, window
-from worker.schedule import effective_schedule, next_fire
+from worker.schedule import next_fire
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
 # An operator asking `check`, `jobs` or `runs` wants an answer soon, not a ridden-out outage.
@@ -143,12 +142,13 @@ def cmd_trigger(settings: Settings, jobs: Mapping[str, Job], args: argparse.Name
 
 def cmd_jobs(settings: Settings, jobs: Mapping[str, Job], _args: argparse.Namespace) -> int:
     with Database(settings, "nightshift:cli", writable=False) as db:
-        last = _query(db, store.last_runs, {})
-        running = _query(db, store.running_now, {})
+        last, running = _query(
+            db, lambda cur: (store.last_runs(cur), store.running_now(cur)), ({}, {})
+        )
     rows = []
     for job in sorted(jobs.values(), key=lambda j: j.name):
         trigger = job.trigger()
-        expr = effective_schedule(job.name, job.schedule, os.environ)
+        expr = job.schedule_in_force()
         fire = next_fire(trigger) if trigger else None
         run = last.get(job.name)
         now = running.get(job.name)

@@ -133,11 +133,10 @@ class Cluster:
         if self.initialized():
             self._pg("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
 
-    def create_database(self, name: str, template: str | None = None) -> None:
-        sql = f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")
+    def create_database(self, name: str) -> None:
         exists = self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'")
         if exists.strip() != "1":
-            self.psql(sql)
+            self.psql(f'CREATE DATABASE "{name}"')
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         result = subprocess.run(

@@ -48,9 +48,13 @@ class Job:
     cursor: str | None = None
     schema: str = "public"
 
+    def schedule_in_force(self, env: Mapping[str, str] | None = None) -> str | None:
+        """The cron expression after `<JOB>_SCHEDULE`, or None when the job has none (or `off`)."""
+        return effective_schedule(self.name, self.schedule, os.environ if env is None else env)
+
     def trigger(self, env: Mapping[str, str] | None = None) -> BaseTrigger | None:
-        """The cron trigger of this job's schedule (after `<JOB>_SCHEDULE`), or None."""
-        expr = effective_schedule(self.name, self.schedule, os.environ if env is None else env)
+        """The cron trigger of the schedule in force, or None."""
+        expr = self.schedule_in_force(env)
         return None if expr is None else cron_trigger(expr, self.timezone)
 
     def validate(self) -> None:

@@ -14,7 +14,6 @@ from typing import Any
 
 from config import ConfigError
 
-TRIGGERS = ("manual", "schedule", "catchup", "queued", "resume")
 # Names the run history uses next to a run's own parameters.
 RESERVED = ("full_refresh", "since", "until")
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")

@@ -36,7 +36,7 @@ from worker.migrate import migrate
 from worker.registry import Job
 from worker.request import RunRequest
 from worker.runner import Runner
-from worker.schedule import effective_schedule, latest_fire, misfire_grace
+from worker.schedule import latest_fire, misfire_grace
 from worker.shutdown import Shutdown
 
 log = get_logger("nightshift.worker")
@@ -203,7 +203,7 @@ class Worker:
             log.info(
                 "job_scheduled",
                 job=job.name,
-                schedule=effective_schedule(job.name, job.schedule, os.environ),
+                schedule=job.schedule_in_force(),
                 timezone=job.timezone,
                 next_run_at=fire.isoformat() if fire else None,
             )
