@@ -37,8 +37,9 @@ def _encode(value: Any) -> Any:
     raise TypeError(f"cannot save {type(value).__name__} in job state")
 
 
-def state_json(state: dict[str, Any]) -> Json:
-    return Json(state, dumps=lambda v: json.dumps(v, default=_encode, sort_keys=True))
+def jsonb(value: Any) -> Json:
+    """A value for a jsonb column; dates as ISO text, decimals as strings."""
+    return Json(value, dumps=lambda v: json.dumps(v, default=_encode, sort_keys=True))
 
 
 def try_lock(cur: Any, job: str) -> bool:
@@ -67,7 +68,7 @@ def start_run(
             "trigger": trigger,
             "dyno": dyno,
             "pid": os.getpid(),
-            "params": Json(params, dumps=lambda v: json.dumps(v, default=_encode)),
+            "params": jsonb(params),
             "token": token,
             "scheduled_for": scheduled_for,
             "resumes": resumes,
@@ -117,7 +118,7 @@ def save_progress(
     )
     if state is not None:
         cur.execute(
-            queries()["save_state"], {"job": job, "state": state_json(state), "run_id": run_id}
+            queries()["save_state"], {"job": job, "state": jsonb(state), "run_id": run_id}
         )
 
 
@@ -203,7 +204,7 @@ def enqueue_trigger(
         queries()["enqueue_trigger"],
         {
             "job": job,
-            "params": Json(params),
+            "params": jsonb(params),
             "full_refresh": full_refresh,
             "since": since,
             "until": until,
