@@ -46,6 +46,9 @@ MAX_THREADS = 4
 HOUSEKEEPING_SECONDS = 30
 
 
+# Dead runs marked abandoned, and runs cut short that wait to be resumed.
+Found = tuple[list[int], list[dict[str, Any]]]
+
 # Put in a job's kwargs as `fire_time` to be handed the fire time each run serves.
 FIRE_TIME = "<the fire time>"
 
@@ -92,7 +95,7 @@ class Worker:
         self.shutdown.install()
         self.shutdown.on_request(self._stop_scheduling)
         try:
-            source, last_started = self._prepare()
+            source, last_started, found = self._prepare()
         except ShutdownRequested:  # stopped while the database was still out of reach
             log.info("worker_stopped")
             return 0
@@ -103,7 +106,7 @@ class Worker:
             for job in self.jobs.values()
             if self._schedule(job, last_started.get(job.name), now)
         }
-        self._housekeeping(skip=catching_up)  # a catch-up run resumes from the state anyway
+        self._tidy(*found, skip=catching_up)  # a catch-up run resumes from the state anyway
         self.scheduler.add_job(
             self._housekeeping,
             "interval",
@@ -119,35 +122,43 @@ class Worker:
         log.info("worker_stopped")
         return 0
 
-    def _prepare(self) -> tuple[str, dict[str, dt.datetime]]:
-        def prepare(cur: Any) -> dict[str, dt.datetime]:
+    def _prepare(self) -> tuple[str, dict[str, dt.datetime], Found]:
+        """At start, in one transaction: migrate, look for dead runs and runs to resume."""
+
+        def prepare(cur: Any) -> tuple[dict[str, dt.datetime], Found]:
             migrate(cur, self.jobs.values())
-            return store.last_started(cur)
+            return store.last_started(cur), self._look(cur)
 
         with Database(self.settings, self._db_name, stop=self.shutdown.event) as db:
-            last_started = db.run(prepare)
-            return (db.resolved.describe() if db.resolved else "?"), last_started
+            last_started, found = db.run(prepare)
+            return (db.resolved.describe() if db.resolved else "?"), last_started, found
 
     @property
     def _db_name(self) -> str:
         return f"nightshift:worker@{self.settings.dyno}"
 
-    def _housekeeping(self, skip: set[str] | frozenset[str] = frozenset()) -> None:
-        """Mark dead runs abandoned; resume each job's latest run if something cut it short.
-
-        At start, and every HOUSEKEEPING_SECONDS: a crashed process's session can hold its job's
-        lock for a while after the crash, so its run is only found dead once that session ends.
-        """
-
-        def look(cur: Any) -> tuple[list[int], list[dict[str, Any]]]:
-            return store.sweep_dead_runs(cur, self.settings.dyno), store.runs_to_resume(cur)
-
+    def _housekeeping(self) -> None:
+        """Every HOUSEKEEPING_SECONDS: a crashed process's session can hold its job's lock for a
+        while after the crash, so its run is only found dead once that session ends."""
         try:
             with Database(self.settings, self._db_name, stop=self.shutdown.event) as db:
-                abandoned, to_resume = db.run(look)
+                found = db.run(self._look)
         except (DatabaseError, ShutdownRequested) as exc:
             log.warning("housekeeping_failed", error=str(exc) or "shutdown")
             return
+        self._tidy(*found)
+
+    def _look(self, cur: Any) -> Found:
+        return store.sweep_dead_runs(cur, self.settings.dyno), store.runs_to_resume(cur)
+
+    def _tidy(
+        self,
+        abandoned: list[int],
+        to_resume: list[dict[str, Any]],
+        skip: set[str] | frozenset[str] = frozenset(),
+    ) -> None:
+        """Say which runs were found dead; resume each job's latest run if something cut it
+        short (unless `skip`)."""
         if abandoned:
             log.warning("dead_runs_abandoned", runs=abandoned)
         for cut_short in to_resume:

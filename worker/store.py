@@ -117,9 +117,7 @@ def save_progress(
         {"run_id": run_id, "rows": rows, "changed": changed, "batches": batches},
     )
     if state is not None:
-        cur.execute(
-            queries()["save_state"], {"job": job, "state": jsonb(state), "run_id": run_id}
-        )
+        cur.execute(queries()["save_state"], {"job": job, "state": jsonb(state), "run_id": run_id})
 
 
 def run_batches(cur: Any, run_id: int) -> int | None:
