@@ -29,7 +29,7 @@ bench: setup
 	$(BIN)/python bench/load.py
 
 db-stop: setup  ## stop the embedded cluster
-	$(BIN)/python -m worker.embedded stop
+	$(BIN)/python -m worker.database.embedded stop
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .ruff_cache

@@ -38,12 +38,12 @@ from psycopg2.extensions import connection as Connection  # noqa: E402
 from psycopg2.extras import Json  # noqa: E402
 
 from config import Settings  # noqa: E402
-from worker.db import Database  # noqa: E402
-from worker.embedded import Cluster  # noqa: E402
-from worker.loader import Loader  # noqa: E402
-from worker.migrate import ensure_table  # noqa: E402
+from worker.database.connection import Database  # noqa: E402
+from worker.database.embedded import Cluster  # noqa: E402
+from worker.database.resolver import parse as parse_url  # noqa: E402
 from worker.registry import Job  # noqa: E402
-from worker.resolver import parse as parse_url  # noqa: E402
+from worker.run.loader import Loader  # noqa: E402
+from worker.store.migrate import ensure_table  # noqa: E402
 
 Row = Mapping[str, Any]
 

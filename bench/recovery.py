@@ -59,7 +59,7 @@ from tests.conftest import (  # noqa: E402
 )
 from tests.faults import HerokuApi, catch_up, discard, make_replica, promote  # noqa: E402
 from tests.support import FeedServer, LogTail, synthetic_feed, wait_for  # noqa: E402
-from worker.embedded import Cluster, find_bindir  # noqa: E402
+from worker.database.embedded import Cluster, find_bindir  # noqa: E402
 
 ROWS, BATCH, GATE_AT = 3000, 500, 1000  # the third batch waits at the gate
 FAULTS = ("termination", "restart", "rotation", "failover")

@@ -24,7 +24,7 @@ import psycopg2
 import pytest
 
 from tests.support import FeedServer, LogTail, Result, load_fixture
-from worker.embedded import Cluster
+from worker.database.embedded import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "Tr0ub4dor-n1ghtsh1ft-S3CRET"  # distinctive: any occurrence in output is a leak

@@ -22,7 +22,7 @@ from typing import Any, Self
 
 from tests.conftest import make_home
 from tests.support import wait_for
-from worker.embedded import Cluster
+from worker.database.embedded import Cluster
 
 # -- network ---------------------------------------------------------------------------------
 

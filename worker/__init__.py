@@ -4,8 +4,8 @@ Job authors need only this: the `job` decorator, the `Context` a job receives, a
 `SourceError` for a source that answers something unusable.
 """
 
-from worker.context import Context
 from worker.errors import SourceError
 from worker.registry import job
+from worker.run.context import Context
 
 __all__ = ["Context", "SourceError", "job"]

@@ -14,14 +14,17 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from config import ConfigError, Settings
-from worker import logs, store
-from worker.db import Database
-from worker.errors import JobBusy, NightshiftError, UnknownJob
-from worker.migrate import migrate, migrations
+from worker import logs
+from worker.database import Database
+from worker.errors import NightshiftError, UnknownJob
 from worker.redact import redact
 from worker.registry import Job, discover, lookup
-from worker.request import RunRequest, parse_params, window
-from worker.schedule import next_fire
+from worker.run.errors import JobBusy
+from worker.run.request import MANUAL, QUEUED, RunRequest, parse_params, window
+from worker.service.cron import next_fire
+from worker.store import queries
+from worker.store.migrate import migrate, migrations
+from worker.store.records import RunRecord, ServerFacts
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
 # An operator asking `check`, `jobs` or `runs` wants an answer soon, not a ridden-out outage.
@@ -61,10 +64,10 @@ def _request_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--until", metavar="YYYY-MM-DD", help="backfill window end")
 
 
-def _request(args: argparse.Namespace, trigger: str) -> RunRequest:
+def _request(args: argparse.Namespace, kind: str) -> RunRequest:
     since, until = window(args.since, args.until)
     return RunRequest(
-        trigger=trigger,
+        kind=kind,
         params=parse_params(args.param),
         full_refresh=args.full_refresh,
         since=since,
@@ -103,20 +106,20 @@ def _out(line: str = "") -> None:
 
 # -- commands ---------------------------------------------------------------------------------
 def cmd_serve(settings: Settings, jobs: Mapping[str, Job], _args: argparse.Namespace) -> int:
-    from worker.scheduler import Worker
+    from worker.service.worker import Worker
 
     return Worker(settings, jobs).serve()
 
 
 def cmd_run(settings: Settings, jobs: Mapping[str, Job], args: argparse.Namespace) -> int:
-    from worker.runner import Runner
-    from worker.shutdown import Shutdown
+    from worker.run.run import Run
+    from worker.service.shutdown import Shutdown
 
     job = lookup(jobs, args.job)
-    request = _request(args, "manual")
+    request = _request(args, MANUAL)
     shutdown = Shutdown()
     shutdown.install()
-    result = Runner(settings, shutdown).run(job, request, wait=args.wait)
+    result = Run(settings, job, request, shutdown).execute(wait=args.wait)
     if result.status == "succeeded":
         return EXIT_OK
     _fail(f"{job.name} {result.status}: {result.error}")
@@ -125,29 +128,29 @@ def cmd_run(settings: Settings, jobs: Mapping[str, Job], args: argparse.Namespac
 
 def cmd_trigger(settings: Settings, jobs: Mapping[str, Job], args: argparse.Namespace) -> int:
     job = lookup(jobs, args.job)
-    request = _request(args, "queued")
+    request = _request(args, QUEUED)
 
     def enqueue(cur: Any) -> int:
         migrate(cur, jobs.values())
-        return store.enqueue_trigger(
+        return queries.enqueue_request(
             cur, job.name, dict(request.params), request.full_refresh,
             request.since, request.until, requested_by=f"cli@{settings.dyno}",
         )  # fmt: skip
 
     with Database(settings, "nightshift:trigger") as db:
-        trigger_id = db.run(enqueue, budget=_cli_budget(settings))
-    _out(f"queued request {trigger_id} to run {job.name}; a running worker picks it up")
+        request_id = db.run(enqueue, budget=_cli_budget(settings))
+    _out(f"queued request {request_id} to run {job.name}; a running worker picks it up")
     return EXIT_OK
 
 
 def cmd_jobs(settings: Settings, jobs: Mapping[str, Job], _args: argparse.Namespace) -> int:
     with Database(settings, "nightshift:cli", writable=False) as db:
         last, running = _query(
-            db, lambda cur: (store.last_runs(cur), store.running_now(cur)), ({}, {})
+            db, lambda cur: (queries.last_runs(cur), queries.running_now(cur)), ({}, {})
         )
     rows = []
     for job in sorted(jobs.values(), key=lambda j: j.name):
-        trigger = job.trigger()
+        trigger = job.cron_trigger()
         expr = job.schedule_in_force()
         fire = next_fire(trigger) if trigger else None
         run = last.get(job.name)
@@ -157,8 +160,8 @@ def cmd_jobs(settings: Settings, jobs: Mapping[str, Job], _args: argparse.Namesp
                 job.name,
                 f"{expr} ({job.timezone})" if expr else "off",
                 _when(fire),
-                f"{run['status']} at {_when(run['started_at'])}" if run else "never",
-                f"run {now['id']} on {now['dyno']}" if now else "-",
+                f"{run.status} at {_when(run.started_at)}" if run else "never",
+                f"run {now.id} on {now.dyno}" if now else "-",
                 f"{job.schema}.{job.table}",
             ]
         )
@@ -170,21 +173,21 @@ def cmd_runs(settings: Settings, jobs: Mapping[str, Job], args: argparse.Namespa
     if args.job:
         lookup(jobs, args.job)
     with Database(settings, "nightshift:cli", writable=False) as db:
-        runs = _query(db, lambda cur: store.recent_runs(cur, args.job, args.limit), [])
+        runs = _query(db, lambda cur: queries.recent_runs(cur, args.job, args.limit), [])
     if args.json:
-        _out(json.dumps([_jsonable(run) for run in runs], indent=2))
+        _out(json.dumps([run.as_json() for run in runs], indent=2))
         return EXIT_OK
     rows = [
         [
-            run["id"],
-            run["job"],
-            run["trigger"],
-            run["status"],
-            run["rows"],
-            run["changed"],
-            _when(run["started_at"]),
-            _duration(run),
-            (run["error"] or "")[:100],
+            run.id,
+            run.job,
+            run.kind,
+            run.status,
+            run.rows,
+            run.changed,
+            _when(run.started_at),
+            _took(run),
+            (run.error or "")[:100],
         ]
         for run in runs
     ]
@@ -202,8 +205,8 @@ def cmd_migrate(settings: Settings, jobs: Mapping[str, Job], _args: argparse.Nam
 
 def cmd_check(settings: Settings, _jobs: Mapping[str, Job], _args: argparse.Namespace) -> int:
 
-    def inspect(cur: Any) -> tuple[dict[str, Any], int]:
-        facts = store.server_facts(cur)
+    def inspect(cur: Any) -> tuple[ServerFacts, int]:
+        facts = queries.server_facts(cur)
         cur.execute("SELECT to_regclass('nightshift.schema_migrations') IS NOT NULL")
         if not cur.fetchone()[0]:
             return facts, 0
@@ -214,10 +217,10 @@ def cmd_check(settings: Settings, _jobs: Mapping[str, Job], _args: argparse.Name
         facts, applied = db.run(inspect, budget=_cli_budget(settings))
         source = db.resolved.describe() if db.resolved else "?"
     _out(f"database:  {source}")
-    _out(f"server:    PostgreSQL {facts['server_version']}")
-    _out(f"ssl:       {'yes' if facts['ssl'] else 'no'}")
-    role = "standby (in recovery)" if facts["in_recovery"] else "primary"
-    _out(f"read-only: {'yes' if facts['read_only'] else 'no'} ({role})")
+    _out(f"server:    PostgreSQL {facts.server_version}")
+    _out(f"ssl:       {'yes' if facts.ssl else 'no'}")
+    role = "standby (in recovery)" if facts.in_recovery else "primary"
+    _out(f"read-only: {'yes' if facts.read_only else 'no'} ({role})")
     _out(f"schema:    {applied}/{len(migrations())} migrations applied")
     return EXIT_OK
 
@@ -254,14 +257,8 @@ def _when(value: dt.datetime | None) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _duration(run: Mapping[str, Any]) -> str:
-    if not run["finished_at"]:
-        return "-"
-    return f"{(run['finished_at'] - run['started_at']).total_seconds():.1f}s"
-
-
-def _jsonable(run: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in run.items()}
+def _took(run: RunRecord) -> str:
+    return "-" if run.duration is None else f"{run.duration.total_seconds():.1f}s"
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> None:

@@ -1,7 +1,8 @@
-"""The exception tree. A docstring is the default message; `str()` is one line, secret-free.
+"""The shared exception root, and the errors a job author or an operator meets.
 
-Transient errors may be retried; fatal ones end the run. Driver errors are classified in
-exactly one place (`worker.db`), and wrapped here `from` the original.
+A docstring is the default message; `str()` is one line, secret-free. Each layer keeps its own
+errors beside it: `worker.database.errors` (the session could not serve us) and
+`worker.run.errors` (a run failed or was skipped). Nobody recognises an error by its text.
 """
 
 from __future__ import annotations
@@ -21,41 +22,8 @@ class UnknownJob(NightshiftError):
     """No such job."""
 
 
-class Skipped(NightshiftError):
-    """The run was not started, and nothing was recorded: `str()` says why."""
-
-
-class JobBusy(Skipped):
-    """The job is running elsewhere."""
-
-
-class AlreadyDone(Skipped):
-    """Another process already did what this run was for."""
-
-
-class DatabaseError(NightshiftError):
-    """The database failed."""
-
-
-class DatabaseUnavailable(DatabaseError):
-    """The database could not be reached."""
-
-
-class ResolverError(DatabaseUnavailable):
-    """The database URL could not be resolved. `fatal`: retrying cannot help (a refused token)."""
-
-    def __init__(self, message: str | None = None, fatal: bool = False) -> None:
-        self.fatal = fatal
-        super().__init__(message)
-
-
-class JobFailed(NightshiftError):
-    """The run failed. `cause` is a short kind (source, load, job, database)."""
-
-    def __init__(self, job: str, cause: str, detail: str) -> None:
-        self.job = job
-        self.cause = cause
-        super().__init__(f"{cause}: {detail}")
+class InvalidJob(NightshiftError):
+    """A job declaration is invalid."""
 
 
 class SourceError(NightshiftError):

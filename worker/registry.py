@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.base import BaseTrigger
 
-from worker.errors import NightshiftError, UnknownJob
-from worker.schedule import cron_trigger, effective_schedule
+from worker.errors import InvalidJob, UnknownJob
+from worker.service.cron import cron_trigger, effective_schedule
 
 Row = Mapping[str, Any]
 JobFunction = Callable[..., Iterator[Row | list[Row]]]
@@ -27,10 +27,6 @@ MODES = ("upsert", "append")
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # A column type is SQL the job author wrote; keep it to what a type can look like.
 _TYPE = re.compile(r"^[a-z][a-z0-9 _]*(\(\s*\d+(\s*,\s*\d+)?\s*\))?(\[\])?$", re.IGNORECASE)
-
-
-class InvalidJob(NightshiftError):
-    """A job declaration is invalid."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +48,7 @@ class Job:
         """The cron expression after `<JOB>_SCHEDULE`, or None when the job has none (or `off`)."""
         return effective_schedule(self.name, self.schedule, os.environ if env is None else env)
 
-    def trigger(self, env: Mapping[str, str] | None = None) -> BaseTrigger | None:
+    def cron_trigger(self, env: Mapping[str, str] | None = None) -> BaseTrigger | None:
         """The cron trigger of the schedule in force, or None."""
         expr = self.schedule_in_force(env)
         return None if expr is None else cron_trigger(expr, self.timezone)

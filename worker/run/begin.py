@@ -1,0 +1,92 @@
+"""The transaction that opens a run: lock the job, claim what the run serves, record it.
+
+In one transaction, under the job's advisory lock: recognise a replay of ourselves (a COMMIT
+whose answer was lost), refuse a fire time or a resume another process already served, claim
+a queued request, record the run, mark the job's dead runs abandoned, and read its state.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.registry import Job
+from worker.run.errors import AlreadyDone, JobBusy
+from worker.run.request import RunRequest
+from worker.store import queries
+from worker.store.migrate import migrate
+
+
+@dataclass(frozen=True)
+class Opened:
+    """What the opening transaction established."""
+
+    run_id: int
+    request: RunRequest  # as claimed: a queued run carries its request's parameters
+    state: dict[str, Any]  # the job's saved state
+    abandoned: list[int] = field(default_factory=list)  # dead runs it found
+
+
+class OpenRun:
+    """`db.run(OpenRun(...))`: replayable, since the run is recorded under a token."""
+
+    def __init__(self, job: Job, request: RunRequest, dyno: str, ensure_schema: bool) -> None:
+        self.job = job
+        self.request = request
+        self.dyno = dyno
+        self.ensure_schema = ensure_schema
+        self.token = str(uuid.uuid4())
+
+    def __call__(self, cur: Any) -> Opened:
+        job = self.job
+        if self.ensure_schema:
+            migrate(cur, [job], every_job=False)
+        if not queries.try_lock(cur, job.name):
+            raise JobBusy(f"job {job.name!r} is already running elsewhere")
+        mine = queries.run_by_token(cur, self.token)
+        if mine is not None:  # a replay after a COMMIT whose answer was lost: it is ours
+            return Opened(
+                mine, self._as_first_claimed(cur, mine), queries.load_state(cur, job.name)
+            )
+        try:
+            request = self._claim(cur)
+        except AlreadyDone:
+            queries.unlock(cur, job.name)
+            raise
+        run_id = queries.start_run(
+            cur, job.name, request.kind, self.dyno, request.recorded_params(),
+            self.token, request.fire_time, request.resumes,
+        )  # fmt: skip
+        if request.request_id is not None:
+            queries.link_request(cur, request.request_id, run_id)
+        if request.resumes is not None:
+            queries.mark_resumed(cur, request.resumes, run_id)
+        abandoned = queries.abandon_dead_runs(cur, job.name, run_id, f"run {run_id}")
+        return Opened(run_id, request, queries.load_state(cur, job.name), abandoned)
+
+    def _claim(self, cur: Any) -> RunRequest:
+        """Under the job's lock: refuse a fire time already served or a run already resumed;
+        take the oldest queued request."""
+        request = self.request
+        if request.resumes is not None:
+            by = queries.resumed_by(cur, request.resumes)
+            if by is not None:
+                raise AlreadyDone(f"run {by} already resumed run {request.resumes}")
+        if request.fire_time is not None:
+            served_by = queries.ran_for_fire_time(cur, self.job.name, request.fire_time)
+            if served_by is not None:
+                raise AlreadyDone(
+                    f"run {served_by} already served the fire time {request.fire_time.isoformat()}"
+                )
+        if not request.queued:
+            return request
+        claimed = queries.claim_request(cur, self.job.name, self.dyno)
+        if claimed is None:
+            raise AlreadyDone("no queued request left for it (another worker took it)")
+        return request.with_queued(claimed)
+
+    def _as_first_claimed(self, cur: Any, run_id: int) -> RunRequest:
+        """The request as the first attempt claimed it (a queued one is linked to the run)."""
+        claimed = queries.request_of_run(cur, run_id) if self.request.queued else None
+        return self.request if claimed is None else self.request.with_queued(claimed)

@@ -1,0 +1,42 @@
+"""What a job receives: its HTTP session, saved state, run parameters and logger."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from worker.http import Session
+from worker.run.state import StateTracker
+
+
+@dataclass
+class Context:
+    """Handed to a job function. Everything a job may use; nothing it must not."""
+
+    job: str
+    run_id: int
+    http: Session
+    log: Any
+    params: Mapping[str, str] = field(default_factory=dict)
+    full_refresh: bool = False
+    since: dt.date | None = None  # a backfill window (`--since/--until`), either end open
+    until: dt.date | None = None
+    _state: StateTracker | None = field(default=None, repr=False)
+
+    @property
+    def state(self) -> Mapping[str, Any]:
+        """The state saved by the last committed batch (empty on a first or full-refresh run)."""
+        return MappingProxyType(self._state.saved if self._state else {})
+
+    @property
+    def cursor(self) -> Any:
+        """The greatest cursor value committed so far, or None. Fetch rows with cursor >= it."""
+        return self._state.cursor if self._state else None
+
+    def checkpoint(self, **values: Any) -> None:
+        """Save these values with the next batch: call it once the rows they cover are yielded."""
+        if self._state is not None:
+            self._state.checkpoint(values)

@@ -1,0 +1,71 @@
+"""Why a run did not start, or why it failed.
+
+`Skipped`: nothing was recorded, `str()` says why. `RunError`: the run failed; its class names
+the cause (`cause`, the short word that starts the run's recorded error: "source: …").
+"""
+
+from __future__ import annotations
+
+from worker.errors import NightshiftError
+
+
+class Skipped(NightshiftError):
+    """The run was not started, and nothing was recorded: `str()` says why."""
+
+
+class JobBusy(Skipped):
+    """The job is running elsewhere."""
+
+
+class AlreadyDone(Skipped):
+    """Another process already did what this run was for."""
+
+
+class RunError(NightshiftError):
+    """The run failed."""
+
+    cause = "run"
+
+    def describe(self) -> str:
+        """The run's recorded error: its cause, then what happened."""
+        return f"{self.cause}: {self}"
+
+
+class JobCodeFailed(RunError):
+    """The job's own code raised, or yielded something that is not rows."""
+
+    cause = "job"
+
+
+class SourceFailed(RunError):
+    """The job's source answered something it cannot use."""
+
+    cause = "source"
+
+
+class BadRow(RunError):
+    """A row does not fit the job's table."""
+
+    cause = "bad row"
+
+
+class LoadFailed(RunError):
+    """The database refused a batch."""
+
+    cause = "load"
+
+
+class DatabaseLost(RunError):
+    """The database could not be reached for long enough, or failed otherwise."""
+
+    cause = "database"
+
+
+class CommitsLost(DatabaseLost):
+    """The database no longer holds batches this run saw commit."""
+
+
+class LockLost(RunError):
+    """The job's lock went to another process while this run was reconnecting."""
+
+    cause = "lock"

@@ -1,0 +1,258 @@
+"""The long-running worker (`python -m worker`): every job on its schedule, queued requests,
+housekeeping, and a graceful stop.
+
+Never double-run, never silently skip:
+- each scheduled run carries its fire time; under the job's Postgres advisory lock it checks
+  that no process already served that fire time, and records it (unique per job) — so any
+  number of workers, or an old and a new release side by side, run each fire time once;
+- catch-up at start: a fire time that fell in a restart (later than the job's last run) is run
+  once now, recorded as `catchup`;
+- queued requests (`trigger`, or an INSERT) arrive through `worker.service.queue`;
+- runs cut short by a shutdown or a crash are resumed (`worker.service.housekeeping`).
+
+On SIGTERM the scheduler stops starting runs, the queue watcher stops claiming, each run stops
+at its next safe point and records itself interrupted, and the process exits 0 before Heroku's
+SIGKILL (30 s after SIGTERM).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from apscheduler.events import EVENT_SCHEDULER_STARTED
+
+from config import Settings
+from worker.database import Database, DatabaseError
+from worker.errors import ShutdownRequested
+from worker.logs import get_logger
+from worker.registry import Job
+from worker.run.active import ActiveRuns
+from worker.run.errors import Skipped
+from worker.run.request import CATCHUP, QUEUED, SCHEDULE, RunRequest
+from worker.run.run import Run
+from worker.service.cron import latest_fire, misfire_grace
+from worker.service.housekeeping import (
+    HOUSEKEEPING_SECONDS,
+    Findings,
+    find_dead_and_cut_short_runs,
+)
+from worker.service.queue import QueueWatcher
+from worker.service.scheduler import FIRE_TIME, make_scheduler
+from worker.service.shutdown import Shutdown
+from worker.store import queries
+from worker.store.migrate import migrate
+
+log = get_logger("nightshift.worker")
+
+MAX_THREADS = 4
+
+
+class Worker:
+    def __init__(self, settings: Settings, jobs: Mapping[str, Job]) -> None:
+        self.settings = settings
+        self.jobs = jobs
+        self.shutdown = Shutdown()
+        self.active = ActiveRuns()
+        self.scheduler = make_scheduler(min(MAX_THREADS, len(jobs) + 1))  # +1: housekeeping
+        self.queue = QueueWatcher(settings, self._schedule_queued_run)
+
+    def serve(self) -> int:
+        self.shutdown.install()
+        self.shutdown.on_request(self._stop_scheduling)
+        try:
+            source, last_started, found = self._migrate_and_look()
+        except ShutdownRequested:  # stopped while the database was still out of reach
+            log.info("worker_stopped")
+            return 0
+        log.info("worker_started", database=source, jobs=sorted(self.jobs), dyno=self.settings.dyno)
+        now = dt.datetime.now(dt.UTC)
+        catching_up = {
+            job.name
+            for job in self.jobs.values()
+            if self._put_on_schedule(job, last_started.get(job.name), now)
+        }
+        self._act_on(found, skip=catching_up)  # a catch-up run resumes from the state anyway
+        self.scheduler.add_job(
+            self._housekeeping,
+            "interval",
+            seconds=HOUSEKEEPING_SECONDS,
+            id="nightshift:housekeeping",
+            name="dead runs and runs to resume",
+        )
+        self.scheduler.add_listener(lambda _event: self._started(), EVENT_SCHEDULER_STARTED)
+        if not self.shutdown.requested:
+            self.scheduler.start()  # blocks until shutdown
+        self.queue.close()
+        self._drain()
+        log.info("worker_stopped")
+        return 0
+
+    # -- start -----------------------------------------------------------------------------------
+    def _migrate_and_look(self) -> tuple[str, dict[str, dt.datetime], Findings]:
+        """At start, in one transaction: migrate, look for dead runs and runs to resume."""
+
+        def prepare(cur: Any) -> tuple[dict[str, dt.datetime], Findings]:
+            migrate(cur, self.jobs.values())
+            return queries.last_started(cur), self._look(cur)
+
+        with Database(self.settings, self._db_name, stop=self.shutdown.event) as db:
+            last_started, found = db.run(prepare)
+            return (db.resolved.describe() if db.resolved else "?"), last_started, found
+
+    def _put_on_schedule(
+        self, job: Job, last_started: dt.datetime | None, now: dt.datetime
+    ) -> bool:
+        """Put the job on its schedule; True when a missed fire time is caught up now."""
+        trigger = job.cron_trigger()
+        if trigger is None:
+            log.info("job_unscheduled", job=job.name)
+            return False
+        self.scheduler.add_job(
+            self._run_job,
+            trigger,
+            args=[job.name, SCHEDULE],
+            kwargs={"fire_time": FIRE_TIME},
+            id=job.name,
+            name=job.name,
+            misfire_grace_time=misfire_grace(trigger, now),
+        )
+        missed = latest_fire(trigger, after=last_started, now=now) if last_started else None
+        if missed is not None:
+            log.info("job_catching_up", job=job.name, missed_fire_time=missed.isoformat())
+            self.scheduler.add_job(
+                self._run_job,
+                args=[job.name, CATCHUP],
+                kwargs={"fire_time": missed},
+                id=f"{job.name}:catchup",
+                name=f"{job.name} (catch-up)",
+                misfire_grace_time=None,
+            )
+        return missed is not None
+
+    def _started(self) -> None:
+        if self.shutdown.requested:  # the signal came while we were starting
+            self.scheduler.shutdown(wait=False)
+            return
+        for scheduled in self.scheduler.get_jobs():
+            if scheduled.id not in self.jobs:
+                continue
+            job, fire = self.jobs[scheduled.id], scheduled.next_run_time
+            log.info(
+                "job_scheduled",
+                job=job.name,
+                schedule=job.schedule_in_force(),
+                timezone=job.timezone,
+                next_run_at=fire.isoformat() if fire else None,
+            )
+        self.queue.start()
+
+    # -- housekeeping ----------------------------------------------------------------------------
+    @property
+    def _db_name(self) -> str:
+        return f"nightshift:worker@{self.settings.dyno}"
+
+    def _housekeeping(self) -> None:
+        try:
+            with Database(self.settings, self._db_name, stop=self.shutdown.event) as db:
+                found = db.run(self._look)
+        except (DatabaseError, ShutdownRequested) as exc:
+            log.warning("housekeeping_failed", error=str(exc) or "shutdown")
+            return
+        self._act_on(found)
+
+    def _look(self, cur: Any) -> Findings:
+        return find_dead_and_cut_short_runs(cur, self.settings.dyno)
+
+    def _act_on(self, found: Findings, skip: set[str] | frozenset[str] = frozenset()) -> None:
+        """Say which runs were found dead; resume each job's latest run if something cut it
+        short (unless `skip`)."""
+        if found.abandoned:
+            log.warning("dead_runs_abandoned", runs=found.abandoned)
+        for cut_short in found.to_resume:
+            name = cut_short.job
+            if name in skip or name not in self.jobs or self.active.is_running(name):
+                continue
+            log.info("job_resuming", job=name, resumes=cut_short.id)
+            self.scheduler.add_job(
+                self._resume,
+                args=[name, cut_short.id, cut_short.params],
+                id=f"{name}:resume",
+                name=f"{name} (resume)",
+                replace_existing=True,
+                misfire_grace_time=None,
+            )
+
+    # -- runs ------------------------------------------------------------------------------------
+    def _run_job(self, name: str, kind: str, fire_time: dt.datetime | None = None) -> None:
+        if self.shutdown.requested:
+            return
+        self._execute(name, RunRequest(kind=kind, fire_time=fire_time))
+        if kind == QUEUED:
+            self.queue.wake()  # more may be waiting for this job
+
+    def _resume(self, name: str, run_id: int, params: dict[str, Any]) -> None:
+        if self.shutdown.requested:
+            return
+        self._execute(name, RunRequest.resuming(run_id, params))
+
+    def _execute(self, name: str, request: RunRequest) -> None:
+        run = Run(
+            self.settings,
+            self.jobs[name],
+            request,
+            self.shutdown,
+            self.active,
+            ensure_schema=False,  # migrated at start
+        )
+        try:
+            run.execute()
+        except Skipped as exc:
+            log.info("job_skipped", job=name, trigger=request.kind, reason=str(exc))
+        except Exception:
+            log.exception("job_crashed", job=name)
+
+    def _schedule_queued_run(self, name: str) -> None:
+        if name not in self.jobs:
+            log.warning("trigger_for_unknown_job", job=name)
+            return
+        if self.shutdown.requested or self.active.is_running(name):
+            return  # it runs here already; the queue watcher will look again
+        self.scheduler.add_job(
+            self._run_job,
+            args=[name, QUEUED],
+            id=f"{name}:queued",
+            name=f"{name} (queued)",
+            replace_existing=True,
+            misfire_grace_time=None,
+        )
+
+    # -- stop ------------------------------------------------------------------------------------
+    def _stop_scheduling(self) -> None:
+        self.queue.stop.set()
+        # A signal before the scheduler runs is caught up with by `_started`.
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    def _drain(self) -> None:
+        """Wait for runs to stop by themselves, then record the stragglers as interrupted."""
+        stragglers = self.active.wait_idle(self.settings.shutdown_grace_seconds)
+        if not stragglers:
+            return
+        log.warning("runs_still_busy", runs=sorted(stragglers))
+
+        def record(cur: Any) -> None:
+            for run_id in stragglers:
+                queries.finish_run(cur, run_id, "interrupted", "shutdown: grace period ran out")
+
+        try:
+            with Database(self.settings, self._db_name) as db:
+                db.run(record, budget=3)
+            for run_id, job in stragglers.items():
+                log.info("job_finished", job=job, run_id=run_id, status="interrupted")
+        except DatabaseError as exc:
+            log.error("runs_not_recorded", error=str(exc))
+        # Their threads may be blocked in I/O: leave now, their sessions die with us.
+        os._exit(0)

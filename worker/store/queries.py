@@ -1,0 +1,278 @@
+"""Bookkeeping in Postgres: run history, job state, job locks and the queue of run requests.
+
+Every query lives in `sql/queries.sql`; this module names them and returns records
+(`worker.store.records`). Each function runs in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+from decimal import Decimal
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from worker.database.sql import jsonb
+from worker.store.records import (
+    CutShortRun,
+    LastRun,
+    QueuedRequest,
+    RunningRun,
+    RunRecord,
+    ServerFacts,
+)
+
+SQL_DIR = Path(__file__).parent / "sql"
+# The first key of every advisory lock Nightshift takes, so ours never meet an app's own.
+LOCK_NAMESPACE = 0x4E53
+
+
+@cache
+def _named() -> dict[str, str]:
+    """The named queries of queries.sql, loaded once."""
+    text = (SQL_DIR / "queries.sql").read_text()
+    parts = re.split(r"^-- name: (\w+)\s*$", text, flags=re.MULTILINE)
+    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def _execute(cur: Any, name: str, params: dict[str, Any] | None = None) -> None:
+    cur.execute(_named()[name], params)
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"cannot save {type(value).__name__} in job state")
+
+
+def as_jsonb(value: Any) -> Any:
+    """A value for a jsonb column; dates as ISO text, decimals as strings."""
+    return jsonb(value, default=_encode)
+
+
+# -- job locks -----------------------------------------------------------------------------------
+def try_lock(cur: Any, job: str) -> bool:
+    """Take the job's session-level advisory lock if it is free."""
+    _execute(cur, "try_lock_job", {"namespace": LOCK_NAMESPACE, "job": job})
+    return bool(cur.fetchone()[0])
+
+
+def unlock(cur: Any, job: str) -> None:
+    _execute(cur, "unlock_job", {"namespace": LOCK_NAMESPACE, "job": job})
+
+
+# -- one run's record ------------------------------------------------------------------------------
+def start_run(
+    cur: Any,
+    job: str,
+    kind: str,
+    dyno: str,
+    params: dict[str, Any],
+    token: str,
+    scheduled_for: dt.datetime | None = None,
+    resumes: int | None = None,
+) -> int:
+    """Record a run as started; idempotent on `token` (a replay returns the same id)."""
+    _execute(
+        cur,
+        "start_run",
+        {
+            "job": job,
+            "kind": kind,
+            "dyno": dyno,
+            "pid": os.getpid(),
+            "params": as_jsonb(params),
+            "token": token,
+            "scheduled_for": scheduled_for,
+            "resumes": resumes,
+        },
+    )
+    return int(cur.fetchone()[0])
+
+
+def run_by_token(cur: Any, token: str) -> int | None:
+    _execute(cur, "run_by_token", {"token": token})
+    row = cur.fetchone()
+    return row[0] if row else None
+
+
+def save_progress(
+    cur: Any,
+    run_id: int,
+    job: str,
+    state: dict[str, Any] | None,
+    rows: int,
+    changed: int,
+    batches: int,
+) -> None:
+    """Record a batch's effect. Runs inside the batch's transaction."""
+    _execute(
+        cur,
+        "save_progress",
+        {"run_id": run_id, "rows": rows, "changed": changed, "batches": batches},
+    )
+    if state is not None:
+        _execute(cur, "save_state", {"job": job, "state": as_jsonb(state), "run_id": run_id})
+
+
+def run_batches(cur: Any, run_id: int) -> int | None:
+    """How many batches the database holds for this run (None: it does not know the run)."""
+    _execute(cur, "run_batches", {"run_id": run_id})
+    row = cur.fetchone()
+    return None if row is None else int(row[0])
+
+
+def finish_run(cur: Any, run_id: int, status: str, error: str | None, reconnects: int = 0) -> None:
+    _execute(
+        cur,
+        "finish_run",
+        {"run_id": run_id, "status": status, "error": error, "reconnects": reconnects},
+    )
+
+
+def load_state(cur: Any, job: str) -> dict[str, Any]:
+    """The job's saved state (a JSON object), or {} before its first batch."""
+    _execute(cur, "load_state", {"job": job})
+    row = cur.fetchone()
+    return dict(row[0]) if row else {}
+
+
+# -- dead runs -------------------------------------------------------------------------------------
+def abandon_dead_runs(cur: Any, job: str, run_id: int | None, found_by: str) -> list[int]:
+    """Mark the job's other 'running' runs abandoned. Call only while holding its lock."""
+    _execute(cur, "abandon_dead_runs", {"job": job, "run_id": run_id, "found_by": found_by})
+    return [row[0] for row in cur.fetchall()]
+
+
+def sweep_dead_runs(cur: Any, dyno: str) -> list[int]:
+    """Every run marked running whose job lock is free has died: mark it abandoned."""
+    _execute(cur, "jobs_with_running_runs")
+    abandoned: list[int] = []
+    for (job,) in cur.fetchall():
+        if try_lock(cur, job):
+            abandoned += abandon_dead_runs(cur, job, None, f"a worker starting on {dyno}")
+            unlock(cur, job)
+    return abandoned
+
+
+# -- what operators read ---------------------------------------------------------------------------
+def recent_runs(cur: Any, job: str | None, limit: int) -> list[RunRecord]:
+    _execute(cur, "recent_runs", {"job": job, "limit": limit})
+    return [RunRecord(*row) for row in cur.fetchall()]
+
+
+def last_runs(cur: Any) -> dict[str, LastRun]:
+    """Each job's most recent run, by job."""
+    _execute(cur, "last_runs")
+    return {row[0]: LastRun(*row) for row in cur.fetchall()}
+
+
+def running_now(cur: Any) -> dict[str, RunningRun]:
+    """Runs in progress anywhere, by job."""
+    _execute(cur, "running_now", {"namespace": LOCK_NAMESPACE})
+    return {row[0]: RunningRun(*row) for row in cur.fetchall()}
+
+
+def server_facts(cur: Any) -> ServerFacts:
+    _execute(cur, "server_facts")
+    version, ssl, in_recovery, read_only, database = cur.fetchone()
+    return ServerFacts(
+        server_version=version,
+        ssl=bool(ssl),
+        in_recovery=bool(in_recovery),
+        read_only=bool(in_recovery or read_only),
+        database=database,
+    )
+
+
+# -- scheduling ------------------------------------------------------------------------------------
+def ran_for_fire_time(cur: Any, job: str, fire_time: dt.datetime) -> int | None:
+    """The run that already served this fire time, if any. Call under the job's lock."""
+    _execute(cur, "ran_for_fire_time", {"job": job, "fire_time": fire_time})
+    row = cur.fetchone()
+    return row[0] if row else None
+
+
+def last_started(cur: Any) -> dict[str, dt.datetime]:
+    """When each job's latest run started."""
+    _execute(cur, "last_started")
+    return dict(cur.fetchall())
+
+
+def sync_jobs(cur: Any, jobs: list[dict[str, Any]], retire_others: bool) -> None:
+    _execute(cur, "sync_jobs", {"jobs": json.dumps(jobs), "retire_others": retire_others})
+
+
+# -- the queue of run requests (`nightshift.triggers`) ---------------------------------------------
+def enqueue_request(
+    cur: Any,
+    job: str,
+    params: dict[str, str],
+    full_refresh: bool,
+    since: dt.date | None,
+    until: dt.date | None,
+    requested_by: str,
+) -> int:
+    _execute(
+        cur,
+        "enqueue_request",
+        {
+            "job": job,
+            "params": as_jsonb(params),
+            "full_refresh": full_refresh,
+            "since": since,
+            "until": until,
+            "requested_by": requested_by,
+        },
+    )
+    return int(cur.fetchone()[0])
+
+
+def jobs_with_pending_requests(cur: Any) -> list[str]:
+    _execute(cur, "jobs_with_pending_requests")
+    return [row[0] for row in cur.fetchall()]
+
+
+def claim_request(cur: Any, job: str, dyno: str) -> QueuedRequest | None:
+    """Claim the job's oldest pending request (under its lock); None when there is none."""
+    _execute(cur, "claim_request", {"job": job, "dyno": dyno})
+    return _queued(cur.fetchone())
+
+
+def request_of_run(cur: Any, run_id: int) -> QueuedRequest | None:
+    """The queued request a run claimed, if it claimed one."""
+    _execute(cur, "request_of_run", {"run_id": run_id})
+    return _queued(cur.fetchone())
+
+
+def link_request(cur: Any, request_id: int, run_id: int) -> None:
+    _execute(cur, "link_request", {"trigger_id": request_id, "run_id": run_id})
+
+
+def _queued(row: tuple | None) -> QueuedRequest | None:
+    if row is None:
+        return None
+    request_id, params, full_refresh, since, until = row
+    return QueuedRequest(request_id, dict(params), full_refresh, since, until)
+
+
+# -- resuming runs cut short -----------------------------------------------------------------------
+def runs_to_resume(cur: Any) -> list[CutShortRun]:
+    _execute(cur, "runs_to_resume")
+    return [CutShortRun(job, run_id, dict(params)) for job, run_id, params in cur.fetchall()]
+
+
+def resumed_by(cur: Any, run_id: int) -> int | None:
+    """Who resumed the run already (None: nobody). Call under the job's lock."""
+    _execute(cur, "resumed_by", {"run_id": run_id})
+    row = cur.fetchone()
+    return row[0] if row else None
+
+
+def mark_resumed(cur: Any, run_id: int, by: int) -> None:
+    _execute(cur, "mark_resumed", {"run_id": run_id, "by": by})

@@ -1,0 +1,99 @@
+"""What the store's queries return: one record type per question, never a bare dict or tuple."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of the run history (`runs`)."""
+
+    id: int
+    job: str
+    kind: str  # manual | schedule | catchup | queued | resume (the `trigger` column)
+    status: str
+    rows: int
+    changed: int
+    batches: int
+    reconnects: int
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    error: str | None
+    dyno: str | None
+
+    @property
+    def duration(self) -> dt.timedelta | None:
+        return None if self.finished_at is None else self.finished_at - self.started_at
+
+    def as_json(self) -> dict[str, Any]:
+        """The shape of `runs --json`, which operators' scripts read: the kind is `trigger`."""
+        return {
+            "id": self.id,
+            "job": self.job,
+            "trigger": self.kind,
+            "status": self.status,
+            "rows": self.rows,
+            "changed": self.changed,
+            "batches": self.batches,
+            "reconnects": self.reconnects,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "error": self.error,
+            "dyno": self.dyno,
+        }
+
+
+@dataclass(frozen=True)
+class LastRun:
+    """A job's most recent run."""
+
+    job: str
+    id: int
+    status: str
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    rows: int
+    error: str | None
+    dyno: str | None
+
+
+@dataclass(frozen=True)
+class RunningRun:
+    """A run in progress: marked running, and its job's lock held by a live session."""
+
+    job: str
+    id: int
+    dyno: str | None
+    started_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class QueuedRequest:
+    """A request in `nightshift.triggers`: run this job with these parameters."""
+
+    id: int
+    params: dict[str, str]
+    full_refresh: bool
+    since: dt.date | None
+    until: dt.date | None
+
+
+@dataclass(frozen=True)
+class CutShortRun:
+    """A job's latest run, cut short by a shutdown or a crash, that nobody resumed yet."""
+
+    job: str
+    id: int
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    server_version: str
+    ssl: bool
+    in_recovery: bool
+    read_only: bool
+    database: str

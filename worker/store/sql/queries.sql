@@ -1,0 +1,152 @@
+-- Every bookkeeping query, loaded once by worker/store/queries.py. `-- name: x` starts query x.
+
+-- name: start_run
+-- Idempotent on the token: a replay returns the run the first attempt created.
+INSERT INTO nightshift.runs (job, trigger, dyno, pid, params, token, scheduled_for, resumes)
+VALUES (%(job)s, %(kind)s, %(dyno)s, %(pid)s, %(params)s, %(token)s, %(scheduled_for)s,
+        %(resumes)s)
+ON CONFLICT (token) DO UPDATE SET token = EXCLUDED.token
+RETURNING id;
+
+-- name: save_progress
+-- In the batch's own transaction: absolute totals, so a replayed batch counts once.
+UPDATE nightshift.runs
+SET rows = %(rows)s, changed = %(changed)s, batches = %(batches)s
+WHERE id = %(run_id)s;
+
+-- name: save_state
+INSERT INTO nightshift.job_state (job, state, run_id, updated_at)
+VALUES (%(job)s, %(state)s, %(run_id)s, now())
+ON CONFLICT (job) DO UPDATE
+SET state = EXCLUDED.state, run_id = EXCLUDED.run_id, updated_at = EXCLUDED.updated_at;
+
+-- name: load_state
+SELECT state FROM nightshift.job_state WHERE job = %(job)s;
+
+-- name: run_batches
+SELECT batches FROM nightshift.runs WHERE id = %(run_id)s;
+
+-- name: finish_run
+UPDATE nightshift.runs
+SET status = %(status)s, error = %(error)s, reconnects = %(reconnects)s, finished_at = now()
+WHERE id = %(run_id)s AND status = 'running';
+
+-- name: try_lock_job
+-- Session-level: held while the run's session lives, released when it ends or dies.
+SELECT pg_try_advisory_lock(%(namespace)s, hashtext(%(job)s));
+
+-- name: unlock_job
+SELECT pg_advisory_unlock(%(namespace)s, hashtext(%(job)s));
+
+-- name: abandon_dead_runs
+-- Called while holding the job's lock: any other run still marked running has died.
+UPDATE nightshift.runs
+SET status = 'abandoned', finished_at = now(),
+    error = 'the process running it died (found by ' || %(found_by)s || ')'
+WHERE job = %(job)s AND status = 'running' AND id IS DISTINCT FROM %(run_id)s
+RETURNING id;
+
+-- name: jobs_with_running_runs
+SELECT DISTINCT job FROM nightshift.runs WHERE status = 'running';
+
+-- name: recent_runs
+SELECT id, job, trigger, status, rows, changed, batches, reconnects, started_at, finished_at,
+       error, dyno
+FROM nightshift.runs
+WHERE %(job)s::text IS NULL OR job = %(job)s
+ORDER BY started_at DESC, id DESC
+LIMIT %(limit)s;
+
+-- name: last_runs
+SELECT DISTINCT ON (job) job, id, status, started_at, finished_at, rows, error, dyno
+FROM nightshift.runs
+ORDER BY job, started_at DESC, id DESC;
+
+-- name: server_facts
+SELECT current_setting('server_version'),
+       coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false),
+       pg_is_in_recovery(),
+       current_setting('default_transaction_read_only') = 'on',
+       current_database();
+
+-- name: ran_for_fire_time
+-- Under the job's lock: has another process already served this fire time?
+SELECT id FROM nightshift.runs WHERE job = %(job)s AND scheduled_for = %(fire_time)s;
+
+-- name: last_started
+SELECT job, max(started_at) FROM nightshift.runs GROUP BY job;
+
+-- name: running_now
+-- Runs in progress: marked running AND their job's lock is held by a live session.
+SELECT r.job, r.id, r.dyno, r.started_at
+FROM nightshift.runs r
+WHERE r.status = 'running' AND EXISTS (
+    SELECT 1 FROM pg_locks l
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+      AND l.classid::bigint = %(namespace)s
+      AND l.objid::bigint = (hashtext(r.job)::bigint + 4294967296) %% 4294967296
+);
+
+-- name: sync_jobs
+-- The deployed code's jobs: add or update them, retire the rest.
+WITH declared AS (
+    SELECT * FROM jsonb_to_recordset(%(jobs)s::jsonb) AS j(name text, schedule text, timezone text)
+), upserted AS (
+    INSERT INTO nightshift.jobs (name, schedule, timezone, retired, updated_at)
+    SELECT name, schedule, timezone, false, now() FROM declared
+    ON CONFLICT (name) DO UPDATE
+    SET schedule = EXCLUDED.schedule, timezone = EXCLUDED.timezone, retired = false,
+        updated_at = EXCLUDED.updated_at
+    WHERE (jobs.schedule, jobs.timezone, jobs.retired)
+          IS DISTINCT FROM (EXCLUDED.schedule, EXCLUDED.timezone, false)  -- write only on change
+    RETURNING name
+)
+UPDATE nightshift.jobs SET retired = true, updated_at = now()
+WHERE %(retire_others)s AND name NOT IN (SELECT name FROM declared) AND NOT retired;
+
+-- name: enqueue_request
+INSERT INTO nightshift.triggers (job, params, full_refresh, since, until, requested_by)
+VALUES (%(job)s, %(params)s, %(full_refresh)s, %(since)s, %(until)s, %(requested_by)s)
+RETURNING id;
+
+-- name: jobs_with_pending_requests
+SELECT DISTINCT job FROM nightshift.triggers WHERE claimed_at IS NULL;
+
+-- name: claim_request
+-- Under the job's lock, the oldest request for it; SKIP LOCKED so claimers never wait.
+UPDATE nightshift.triggers SET claimed_at = now(), claimed_by = %(dyno)s
+WHERE id = (
+    SELECT id FROM nightshift.triggers
+    WHERE job = %(job)s AND claimed_at IS NULL
+    ORDER BY id
+    FOR UPDATE SKIP LOCKED
+    LIMIT 1
+)
+RETURNING id, params, full_refresh, since, until;
+
+-- name: run_by_token
+SELECT id FROM nightshift.runs WHERE token = %(token)s;
+
+-- name: request_of_run
+SELECT id, params, full_refresh, since, until FROM nightshift.triggers WHERE run_id = %(run_id)s;
+
+-- name: link_request
+UPDATE nightshift.triggers SET run_id = %(run_id)s WHERE id = %(trigger_id)s;
+
+-- name: runs_to_resume
+-- Each job's latest run, when a shutdown or a crash cut it short and nobody resumed it yet.
+-- Manual runs are left alone: whoever stopped them chose to.
+SELECT job, id, params FROM (
+    SELECT DISTINCT ON (job) job, id, params, status, trigger, resumed_by
+    FROM nightshift.runs
+    ORDER BY job, started_at DESC, id DESC
+) AS latest
+WHERE status IN ('interrupted', 'abandoned') AND resumed_by IS NULL
+  AND trigger IN ('schedule', 'catchup', 'queued', 'resume');
+
+-- name: resumed_by
+-- Under the job's lock: still waiting to be resumed?
+SELECT resumed_by FROM nightshift.runs WHERE id = %(run_id)s;
+
+-- name: mark_resumed
+UPDATE nightshift.runs SET resumed_by = %(by)s WHERE id = %(run_id)s AND resumed_by IS NULL;
