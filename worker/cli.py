@@ -150,9 +150,9 @@ def cmd_jobs(settings: Settings, jobs: Mapping[str, Job], _args: argparse.Namesp
         )
     rows = []
     for job in sorted(jobs.values(), key=lambda j: j.name):
-        trigger = job.cron_trigger()
+        cron = job.cron_trigger()
         expr = job.schedule_in_force()
-        fire = next_fire(trigger) if trigger else None
+        fire = next_fire(cron) if cron else None
         run = last.get(job.name)
         now = running.get(job.name)
         rows.append(
@@ -206,12 +206,7 @@ def cmd_migrate(settings: Settings, jobs: Mapping[str, Job], _args: argparse.Nam
 def cmd_check(settings: Settings, _jobs: Mapping[str, Job], _args: argparse.Namespace) -> int:
 
     def inspect(cur: Any) -> tuple[ServerFacts, int]:
-        facts = queries.server_facts(cur)
-        cur.execute("SELECT to_regclass('nightshift.schema_migrations') IS NOT NULL")
-        if not cur.fetchone()[0]:
-            return facts, 0
-        cur.execute("SELECT count(*) FROM nightshift.schema_migrations")
-        return facts, cur.fetchone()[0]
+        return queries.server_facts(cur), queries.migrations_applied(cur)
 
     with Database(settings, "nightshift:check", writable=False) as db:
         facts, applied = db.run(inspect, budget=_cli_budget(settings))
@@ -241,8 +236,7 @@ def _query(db: Database, fn: Callable[[Any], Any], empty: Any) -> Any:
     """Run a bookkeeping read; before the first `migrate` there is simply nothing to show."""
 
     def read(cur: Any) -> Any:
-        cur.execute("SELECT to_regclass('nightshift.runs') IS NOT NULL")
-        return fn(cur) if cur.fetchone()[0] else empty
+        return fn(cur) if queries.bookkeeping_exists(cur) else empty
 
     return db.run(read, budget=_cli_budget(db.settings))
 

@@ -63,7 +63,7 @@ class Worker:
         self.shutdown.install()
         self.shutdown.on_request(self._stop_scheduling)
         try:
-            source, last_started, found = self._migrate_and_look()
+            source, last_started, found = self._migrate_and_find_runs()
         except ShutdownRequested:  # stopped while the database was still out of reach
             log.info("worker_stopped")
             return 0
@@ -74,7 +74,8 @@ class Worker:
             for job in self.jobs.values()
             if self._put_on_schedule(job, last_started.get(job.name), now)
         }
-        self._act_on(found, skip=catching_up)  # a catch-up run resumes from the state anyway
+        # A catch-up run resumes from the saved state anyway.
+        self._resume_cut_short(found, skip=catching_up)
         self.scheduler.add_job(
             self._housekeeping,
             "interval",
@@ -91,12 +92,12 @@ class Worker:
         return 0
 
     # -- start -----------------------------------------------------------------------------------
-    def _migrate_and_look(self) -> tuple[str, dict[str, dt.datetime], Findings]:
+    def _migrate_and_find_runs(self) -> tuple[str, dict[str, dt.datetime], Findings]:
         """At start, in one transaction: migrate, look for dead runs and runs to resume."""
 
         def prepare(cur: Any) -> tuple[dict[str, dt.datetime], Findings]:
             migrate(cur, self.jobs.values())
-            return queries.last_started(cur), self._look(cur)
+            return queries.last_started(cur), self._find_runs(cur)
 
         with Database(self.settings, self._db_name, stop=self.shutdown.event) as db:
             last_started, found = db.run(prepare)
@@ -106,20 +107,20 @@ class Worker:
         self, job: Job, last_started: dt.datetime | None, now: dt.datetime
     ) -> bool:
         """Put the job on its schedule; True when a missed fire time is caught up now."""
-        trigger = job.cron_trigger()
-        if trigger is None:
+        cron = job.cron_trigger()
+        if cron is None:
             log.info("job_unscheduled", job=job.name)
             return False
         self.scheduler.add_job(
             self._run_job,
-            trigger,
+            cron,
             args=[job.name, SCHEDULE],
             kwargs={"fire_time": FIRE_TIME},
             id=job.name,
             name=job.name,
-            misfire_grace_time=misfire_grace(trigger, now),
+            misfire_grace_time=misfire_grace(cron, now),
         )
-        missed = latest_fire(trigger, after=last_started, now=now) if last_started else None
+        missed = latest_fire(cron, after=last_started, now=now) if last_started else None
         if missed is not None:
             log.info("job_catching_up", job=job.name, missed_fire_time=missed.isoformat())
             self.scheduler.add_job(
@@ -157,16 +158,18 @@ class Worker:
     def _housekeeping(self) -> None:
         try:
             with Database(self.settings, self._db_name, stop=self.shutdown.event) as db:
-                found = db.run(self._look)
+                found = db.run(self._find_runs)
         except (DatabaseError, ShutdownRequested) as exc:
             log.warning("housekeeping_failed", error=str(exc) or "shutdown")
             return
-        self._act_on(found)
+        self._resume_cut_short(found)
 
-    def _look(self, cur: Any) -> Findings:
+    def _find_runs(self, cur: Any) -> Findings:
         return find_dead_and_cut_short_runs(cur, self.settings.dyno)
 
-    def _act_on(self, found: Findings, skip: set[str] | frozenset[str] = frozenset()) -> None:
+    def _resume_cut_short(
+        self, found: Findings, skip: set[str] | frozenset[str] = frozenset()
+    ) -> None:
         """Say which runs were found dead; resume each job's latest run if something cut it
         short (unless `skip`)."""
         if found.abandoned:

@@ -178,6 +178,20 @@ def running_now(cur: Any) -> dict[str, RunningRun]:
     return {row[0]: RunningRun(*row) for row in cur.fetchall()}
 
 
+def bookkeeping_exists(cur: Any) -> bool:
+    _execute(cur, "bookkeeping_exists")
+    return bool(cur.fetchone()[0])
+
+
+def migrations_applied(cur: Any) -> int:
+    """How many numbered migrations the database has (0 before the first `migrate`)."""
+    _execute(cur, "migrations_table_exists")
+    if not cur.fetchone()[0]:
+        return 0
+    _execute(cur, "migrations_applied")
+    return int(cur.fetchone()[0])
+
+
 def server_facts(cur: Any) -> ServerFacts:
     _execute(cur, "server_facts")
     version, ssl, in_recovery, read_only, database = cur.fetchone()
@@ -251,7 +265,7 @@ def request_of_run(cur: Any, run_id: int) -> QueuedRequest | None:
 
 
 def link_request(cur: Any, request_id: int, run_id: int) -> None:
-    _execute(cur, "link_request", {"trigger_id": request_id, "run_id": run_id})
+    _execute(cur, "link_request", {"request_id": request_id, "run_id": run_id})
 
 
 def _queued(row: tuple | None) -> QueuedRequest | None:

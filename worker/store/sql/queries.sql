@@ -131,7 +131,7 @@ SELECT id FROM nightshift.runs WHERE token = %(token)s;
 SELECT id, params, full_refresh, since, until FROM nightshift.triggers WHERE run_id = %(run_id)s;
 
 -- name: link_request
-UPDATE nightshift.triggers SET run_id = %(run_id)s WHERE id = %(trigger_id)s;
+UPDATE nightshift.triggers SET run_id = %(run_id)s WHERE id = %(request_id)s;
 
 -- name: runs_to_resume
 -- Each job's latest run, when a shutdown or a crash cut it short and nobody resumed it yet.
@@ -143,6 +143,16 @@ SELECT job, id, params FROM (
 ) AS latest
 WHERE status IN ('interrupted', 'abandoned') AND resumed_by IS NULL
   AND trigger IN ('schedule', 'catchup', 'queued', 'resume');
+
+-- name: bookkeeping_exists
+-- Before the first `migrate` there is no run history to show.
+SELECT to_regclass('nightshift.runs') IS NOT NULL;
+
+-- name: migrations_table_exists
+SELECT to_regclass('nightshift.schema_migrations') IS NOT NULL;
+
+-- name: migrations_applied
+SELECT count(*) FROM nightshift.schema_migrations;
 
 -- name: resumed_by
 -- Under the job's lock: still waiting to be resumed?
