@@ -32,8 +32,16 @@ class Settings:
     database_url: str | None = field(default=None, repr=False)
     # How long one resolution (API request, command) may take.
     resolver_timeout: float = 10.0
+    # The Platform API (~4,500 requests/h per account) and the command (which calls it) are
+    # asked, process-wide, at most resolver_burst times at once — a fresh fault re-resolves at
+    # each of its first backoff steps — then once per resolver_interval s: a long outage costs
+    # 300 requests/h at most (see worker/database/budget.py).
+    resolver_burst: int = 5
+    resolver_interval: float = 12.0
     # The embedded cluster's home (git-ignored). Used only without DATABASE_URL.
     data_dir: Path = PROJECT_ROOT / ".data"
+    # The package whose modules declare the jobs (tests point it at jobs of their own).
+    jobs_package: str = "jobs"
 
     # Rows per batch, and per transaction. bench/load.py measured execute_values flat from
     # 500 to 5000 rows per page; 1000 keeps a transaction short and a replay cheap.
@@ -93,7 +101,10 @@ class Settings:
             database_url_file=Path(database_url_file) if database_url_file else None,
             database_url=reader.text("DATABASE_URL"),
             resolver_timeout=reader.number("RESOLVER_TIMEOUT", cls.resolver_timeout),
+            resolver_burst=reader.integer("RESOLVER_BURST", cls.resolver_burst),
+            resolver_interval=reader.number("RESOLVER_INTERVAL", cls.resolver_interval),
             data_dir=Path(reader.text("NIGHTSHIFT_DATA_DIR") or PROJECT_ROOT / ".data"),
+            jobs_package=reader.text("JOBS_PACKAGE") or cls.jobs_package,
             batch_size=reader.integer("BATCH_SIZE", cls.batch_size, minimum=1),
             http_connect_timeout=reader.number("HTTP_CONNECT_TIMEOUT", cls.http_connect_timeout),
             http_read_timeout=reader.number("HTTP_READ_TIMEOUT", cls.http_read_timeout),

@@ -2,7 +2,9 @@
 
 Feed format: https://earthquake.usgs.gov/earthquakes/feed/v1.0/geojson.php. Events are revised
 after the fact (magnitude, status 'automatic' -> 'reviewed'); each revision bumps `updated`,
-which is this job's cursor: a run loads only events updated since the last one it committed.
+which is this job's cursor: a run loads only events updated since the last one it committed
+from the same feed (the cursor is scoped to the feed's URL, so a wider feed loads whole), and
+its version: a stored event is replaced only by a revision at least as new.
 Real data has nulls nearly everywhere, negative magnitudes and depths, integer magnitudes.
 """
 
@@ -53,10 +55,13 @@ COLUMNS = {
     columns=COLUMNS,
     key="id",
     cursor="updated",
+    version="updated",
     schedule="*/15 * * * *",
 )
 def earthquakes(ctx: Context) -> Iterator[dict[str, Any]]:
-    feed = ctx.http.get_json(os.environ.get("USGS_FEED_URL", FEED_URL))
+    url = os.environ.get("USGS_FEED_URL", FEED_URL)
+    ctx.scope(url)
+    feed = ctx.http.get_json(url)
     features = feed.get("features") if isinstance(feed, dict) else None
     if not isinstance(features, list):
         raise SourceError("the feed has no 'features' list")

@@ -23,7 +23,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from tests.support import FeedServer, LogTail, Result, load_fixture
+from tests.support import FeedServer, LogTail, Result, WebhookServer, load_fixture
 from worker.database.embedded import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,6 +129,10 @@ class Database:
     def state(self, job: str) -> dict:
         return self.scalar("SELECT state FROM nightshift.job_state WHERE job = %s", (job,)) or {}
 
+    def cursor(self, job: str, scope: str) -> str | None:
+        """The job's saved cursor for the source `scope` (e.g. the feed's URL)."""
+        return self.state(job).get("cursors", {}).get(scope)
+
     def close(self) -> None:
         self._conn.close()
 
@@ -202,6 +206,13 @@ def assert_no_secrets(output: str, url: str | None = None) -> None:
     assert PASSWORD not in output, "the database password leaked into output"
     if url:
         assert url not in output, "the full database URL leaked into output"
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookServer]:
+    server = WebhookServer()
+    yield server
+    server.close()
 
 
 @pytest.fixture

@@ -209,6 +209,8 @@ class HerokuApi:
 
     Answers like the real API (flat JSON object of strings; 400/401/404 with Heroku's error
     shape), so a test can rotate DATABASE_URL with `set()` or take the API down with `fail()`.
+    It counts what it is asked (`requests`, and `arrivals`: when, on time.monotonic()), can
+    answer 429 with a Retry-After, and can keep answers waiting (`hold()`, `release()`).
     """
 
     def __init__(self, config: dict[str, str], token: str, app: str = "nightshift") -> None:
@@ -216,7 +218,12 @@ class HerokuApi:
         self.token = token
         self.app = app
         self.requests = 0
+        self.arrivals: list[float] = []  # time.monotonic() of each request, in order
+        self.requested = threading.Event()  # set by each request
         self._failure: int | None = None
+        self._retry_after: str | None = None
+        self._open = threading.Event()
+        self._open.set()
         self._lock = threading.Lock()
         api = self
 
@@ -225,8 +232,11 @@ class HerokuApi:
                 status, body = api._answer(
                     self.path, self.headers.get("Accept", ""), self.headers.get("Authorization")
                 )
+                api._open.wait(30)
                 payload = json.dumps(body).encode()
                 self.send_response(status)
+                if status == 429 and api._retry_after is not None:
+                    self.send_header("Retry-After", api._retry_after)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
@@ -251,16 +261,27 @@ class HerokuApi:
         with self._lock:
             self.config[name] = value
 
-    def fail(self, status: int) -> None:
-        """Answer every request with `status` (e.g. 503, 429) until `heal()`."""
+    def fail(self, status: int, retry_after: str | None = None) -> None:
+        """Answer every request with `status` (e.g. 503, 429) until `heal()`; a 429 carries
+        `retry_after` (delta-seconds or an HTTP-date) as its Retry-After header, if given."""
         with self._lock:
             self._failure = status
+            self._retry_after = retry_after
 
     def heal(self) -> None:
         with self._lock:
             self._failure = None
 
+    def hold(self) -> None:
+        """Keep answers waiting (inside the server, already counted) until `release()`."""
+        self.requested.clear()
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
     def close(self) -> None:
+        self._open.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
@@ -274,7 +295,9 @@ class HerokuApi:
     def _answer(self, path: str, accept: str, authorization: str | None) -> tuple[int, Any]:
         with self._lock:
             self.requests += 1
+            self.arrivals.append(time.monotonic())
             failure, config = self._failure, dict(self.config)
+        self.requested.set()
         if failure is not None:
             error, message = _FAILURES.get(failure, ("error", "Something went wrong."))
             return failure, {"id": error, "message": message}

@@ -190,6 +190,11 @@ class WebhookServer:
         self._thread.start()
 
     @property
+    def origin(self) -> str:
+        """Scheme, host and port: the server takes a POST on any path."""
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_port}/services/T000/B000/s3cr3tPath"
 

@@ -30,5 +30,9 @@ class SourceError(NightshiftError):
     """The job's HTTP source answered something it cannot use."""
 
 
+class MissingSecret(NightshiftError):
+    """A secret the job asked for is not in the environment."""
+
+
 class ShutdownRequested(BaseException):
     """A shutdown was requested. BaseException, so a job's `except Exception` cannot swallow it."""

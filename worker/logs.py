@@ -25,7 +25,9 @@ def _redact_value(value: Any) -> Any:
         return {k: _redact_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set):
         return [_redact_value(v) for v in value]
-    return value
+    if value is None or isinstance(value, int | float) or hasattr(value, "isoformat"):
+        return value
+    return redact(str(value))  # any other object: as the renderer would print it, redacted
 
 
 def _redact_event(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:

@@ -18,12 +18,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from apscheduler.triggers.base import BaseTrigger
 
 from worker.errors import InvalidJob, UnknownJob
+from worker.run.values import ORDERED_TYPES, converter
 from worker.service.cron import cron_trigger, effective_schedule
 
 Row = Mapping[str, Any]
 JobFunction = Callable[..., Iterator[Row | list[Row]]]
 
 MODES = ("upsert", "append")
+# Refused rows a run may quarantine before it fails instead.
+DEFAULT_MAX_REJECTED = 100
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # A column type is SQL the job author wrote; keep it to what a type can look like.
 _TYPE = re.compile(r"^[a-z][a-z0-9 _]*(\(\s*\d+(\s*,\s*\d+)?\s*\))?(\[\])?$", re.IGNORECASE)
@@ -43,6 +46,21 @@ class Job:
     mode: str = "upsert"
     cursor: str | None = None
     schema: str = "public"
+    version: str | None = None
+    max_rejected: int = DEFAULT_MAX_REJECTED
+
+    def rejects_allowed(self, env: Mapping[str, str] | None = None) -> int:
+        """`max_rejected` after `<JOB>_MAX_REJECTED`: refused rows a run may quarantine."""
+        env = os.environ if env is None else env
+        override = env.get(f"{self.name.upper()}_MAX_REJECTED", "").strip()
+        if not override:
+            return self.max_rejected
+        if not override.isdigit():
+            raise InvalidJob(
+                f"job {self.name!r}: {self.name.upper()}_MAX_REJECTED must be a whole number"
+                f" (0 fails the run on the first refused row), got {override!r}"
+            )
+        return int(override)
 
     def schedule_in_force(self, env: Mapping[str, str] | None = None) -> str | None:
         """The cron expression after `<JOB>_SCHEDULE`, or None when the job has none (or `off`)."""
@@ -70,9 +88,21 @@ class Job:
         if not self.key:
             # Without a key a replayed batch would write its rows twice.
             raise InvalidJob(f"{where}: declare a key; every load must be safe to replay")
-        for column in (*self.key, *([self.cursor] if self.cursor else [])):
+        ordered = [c for c in (self.cursor, self.version) if c]
+        for column in (*self.key, *ordered):
             if column not in self.columns:
                 raise InvalidJob(f"{where}: {column!r} is not a declared column")
+        for column in ordered:
+            if converter(self.columns[column]) is None:
+                raise InvalidJob(
+                    f"{where}: {column!r} is a cursor or a version, so its type must be one of"
+                    f" {ORDERED_TYPES}; it is {self.columns[column]!r}"
+                )
+        if self.version and (self.version in self.key or self.mode != "upsert"):
+            raise InvalidJob(f"{where}: a version column must not be in the key, and needs upsert")
+        if not isinstance(self.max_rejected, int) or self.max_rejected < 0:
+            raise InvalidJob(f"{where}: max_rejected must be a whole number (0: fail at once)")
+        self.rejects_allowed()
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -95,6 +125,8 @@ def job(
     timezone: str = "UTC",
     mode: str = "upsert",
     cursor: str | None = None,
+    version: str | None = None,
+    max_rejected: int = DEFAULT_MAX_REJECTED,
     name: str | None = None,
     schema: str = "public",
 ) -> Callable[[JobFunction], JobFunction]:
@@ -106,6 +138,10 @@ def job(
     mode: "upsert" (a row with a known key replaces it) or "append" (a known key is kept).
     cursor: a column whose greatest loaded value is saved with each batch and handed to the
         next run as `ctx.cursor` (a watermark).
+    version: a column that orders revisions of a row: a stored row is replaced only by one
+        whose version is greater or equal, and within a batch the greatest version wins.
+    max_rejected: rows the table refuses are quarantined in `nightshift.rejects`, up to this
+        many per run (then the run fails); 0 fails the run on the first refused row.
     """
 
     def register(function: JobFunction) -> JobFunction:
@@ -120,6 +156,8 @@ def job(
             mode=mode,
             cursor=cursor,
             schema=schema,
+            version=version,
+            max_rejected=max_rejected,
         )
         declared.validate()
         function.__nightshift_job__ = declared  # type: ignore[attr-defined]

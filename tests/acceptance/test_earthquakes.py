@@ -16,7 +16,7 @@ def row_versions(db) -> dict[str, str]:
     return dict(db.query("SELECT id, xmin::text FROM earthquakes"))
 
 
-def test_run_loads_every_event_of_the_feed_with_its_types_and_values(cli, db):
+def test_run_loads_every_event_of_the_feed_with_its_types_and_values(cli, db, feed):
     result = cli("run", "earthquakes")
 
     assert result.returncode == 0, result.stderr
@@ -55,7 +55,7 @@ def test_run_loads_every_event_of_the_feed_with_its_types_and_values(cli, db):
     )
     # the watermark is the newest revision loaded
     newest = max(f["properties"]["updated"] for f in load_fixture()["features"])
-    assert dt.datetime.fromisoformat(db.state("earthquakes")["cursor"]) == utc(newest)
+    assert dt.datetime.fromisoformat(db.cursor("earthquakes", feed.url)) == utc(newest)
     [run] = db.runs()
     assert (run["status"], run["rows"], run["changed"], run["trigger"]) == (
         "succeeded", 151, 151, "manual",

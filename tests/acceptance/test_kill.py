@@ -33,7 +33,7 @@ def test_a_run_killed_between_batches_is_completed_by_the_rerun_exactly(cli, db,
     [dead] = db.runs()
     assert (dead["status"], dead["rows"], dead["batches"]) == ("running", 1000, 2)
     thousandth = document["features"][999]["properties"]["updated"]
-    cursor = dt.datetime.fromisoformat(db.state("earthquakes")["cursor"])
+    cursor = dt.datetime.fromisoformat(db.cursor("earthquakes", feed.url))
     assert cursor == dt.datetime.fromtimestamp(thousandth / 1000, tz=dt.UTC)
 
     # --wait: the killed process's session may hold the job's lock until the server notices.

@@ -7,10 +7,7 @@ and exit 0 (or, where the database never comes back, exit 1 with one clear line)
 
 from __future__ import annotations
 
-import subprocess
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import psycopg2
 import pytest
@@ -21,57 +18,14 @@ from tests.conftest import (
     Database,
     Gate,
     assert_no_secrets,
-    make_home,
-    start_cluster,
 )
 from tests.faults import HerokuApi, TcpProxy, catch_up, discard, make_replica, promote
-from tests.support import LogTail, synthetic_feed, wait_for
+from tests.support import wait_for
 from worker.database.classify import Action, classify
 
 TOKEN = "HRKU-0123456789abcdef-api-token-distinctive"
 NEW_PASSWORD = "Rotated-n1ghtshift-S3CRET-2"
 ROWS, BATCH = 3000, "500"
-
-
-@dataclass
-class Run:
-    process: subprocess.Popen
-    tail: LogTail
-
-    def finish(self, timeout: float = 120) -> tuple[int, str]:
-        code = self.process.wait(timeout=timeout)
-        stderr = self.process.stderr.read()
-        self.tail.text()
-        return code, stderr
-
-    def retries(self) -> list[dict]:
-        return self.tail.events("db_retry")
-
-    def causes(self) -> set[str]:
-        return {line["cause"] for line in self.retries()}
-
-    def output(self) -> str:
-        return "".join(self.tail.raw)
-
-
-@pytest.fixture
-def load(cli, feed):
-    """Start `run earthquakes` on a synthetic feed of ROWS events in batches of BATCH."""
-    document = synthetic_feed(ROWS)
-    feed.serve(document)
-    runs: list[Run] = []
-
-    def start(**env: str) -> Run:
-        process = cli.spawn("run", "earthquakes", BATCH_SIZE=BATCH, **env)
-        run = Run(process, LogTail(process.stdout))
-        runs.append(run)
-        return run
-
-    start.document = document
-    yield start
-    for run in runs:
-        run.process.kill()
-        run.process.wait(timeout=10)
 
 
 def assert_exact_rows(db: Database, document: dict) -> None:
@@ -90,20 +44,6 @@ def wait_at_gate(gate: Gate, rows: int) -> int:
 
     [pid] = wait_for(blocked, what=f"a batch waiting at the gate after {rows} rows")
     return pid
-
-
-@pytest.fixture
-def own() -> Iterator[Database]:
-    """A cluster of this test's own (to stop, restart or fail over), with the app role."""
-    cluster = start_cluster(make_home("nightshift-own-"))
-    cluster.psql(f"CREATE ROLE {APP_USER} LOGIN PASSWORD '{PASSWORD}'")
-    cluster.psql(f"CREATE DATABASE app OWNER {APP_USER}")
-    db = Database(cluster, "app")
-    try:
-        yield db
-    finally:
-        db.close()
-        discard(cluster)
 
 
 def migrate(cli, url: str) -> None:

@@ -7,13 +7,12 @@ import datetime as dt
 import signal
 import subprocess
 from collections import Counter
-from collections.abc import Iterator
 from itertools import pairwise
 
 import psycopg2
 import pytest
 
-from tests.support import LogTail, WebhookServer, synthetic_feed, wait_for
+from tests.support import LogTail, synthetic_feed, wait_for
 
 
 def scheduled_runs(db) -> list[tuple[dt.datetime, str, str]]:
@@ -180,13 +179,6 @@ def test_run_while_the_job_runs_elsewhere_exits_3_and_with_wait_runs_after(cli, 
     assert (first[0], waited[0]) == ("succeeded", "succeeded")
     assert waited[1] >= first[2]  # the waiting run started after the first had finished
     assert db.scalar("SELECT count(*) FROM earthquakes") == 1000
-
-
-@pytest.fixture
-def webhook() -> Iterator[WebhookServer]:
-    server = WebhookServer()
-    yield server
-    server.close()
 
 
 def test_a_failed_run_posts_one_alert_to_the_webhook(cli, db, feed, webhook):

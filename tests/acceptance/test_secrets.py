@@ -45,7 +45,8 @@ def test_a_malformed_url_is_refused_without_echoing_it(cli):
     assert result.returncode == 1
     assert "Secr3t-In-A-Bad-Url" not in everything(result)
     assert result.stderr.strip() == (
-        "error: the database URL from environment DATABASE_URL is not a valid PostgreSQL URL"
+        "error: cannot resolve the database URL from environment DATABASE_URL:"
+        " it is not a valid PostgreSQL URL"
     )
 
 

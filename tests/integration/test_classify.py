@@ -178,3 +178,13 @@ def test_backoff_doubles_with_jitter_up_to_its_cap_and_stops_at_its_budget():
     for delay, ceiling in zip(delays, ceilings, strict=True):
         assert ceiling / 2 <= delay <= ceiling
     assert Backoff(settings, budget=0).next_delay() is None
+
+
+def test_backoff_stays_at_its_cap_after_thousands_of_attempts_without_overflowing():
+    settings = Settings(db_retry_initial_delay=0.1, db_retry_max_delay=2.0, db_retry_timeout=60)
+    backoff = Backoff(settings)
+    backoff.attempts = 5000  # about 3 hours of a long outage at the cap
+
+    delay = backoff.next_delay()
+
+    assert delay is not None and 1.0 <= delay <= 2.0

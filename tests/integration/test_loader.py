@@ -8,9 +8,9 @@ from typing import Any
 import psycopg2
 import pytest
 
+from worker.database import RowsRefused
 from worker.registry import Job
-from worker.run.errors import BadRow
-from worker.run.loader import Loader
+from worker.run.loader import Loader, Written
 from worker.store.migrate import migrate, migrations
 
 COLUMNS = {"id": "text", "name": "text", "n": "integer"}
@@ -43,9 +43,17 @@ def migrated(conn: Any, *jobs: Job) -> dict[str, list[str]]:
 
 
 def write(conn: Any, job: Job, rows: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
-    """One batch in its own committed transaction, as the runner writes it."""
+    """One batch in its own committed transaction, as a run writes it: (written, changed)."""
     with conn, conn.cursor() as cur:
-        return Loader(job).write(cur, rows)
+        written = Loader(job).write(cur, rows)
+    assert written.refused == []
+    return written.rows, written.changed
+
+
+def write_isolating(conn: Any, job: Job, rows: Sequence[Any]) -> Written:
+    """One batch written with refused rows set apart, committed."""
+    with conn, conn.cursor() as cur:
+        return Loader(job).write(cur, rows, isolate=True)
 
 
 def primary_key(db, table: str) -> str:
@@ -75,7 +83,14 @@ def test_migrate_creates_the_bookkeeping_schema_and_the_job_table_keyed_on_its_k
     assert db.query(
         "SELECT table_name FROM information_schema.tables"
         " WHERE table_schema = 'nightshift' ORDER BY table_name"
-    ) == [("job_state",), ("jobs",), ("runs",), ("schema_migrations",), ("triggers",)]
+    ) == [
+        ("job_state",),
+        ("jobs",),
+        ("rejects",),
+        ("runs",),
+        ("schema_migrations",),
+        ("triggers",),
+    ]
     assert db.query("SELECT version, name FROM nightshift.schema_migrations ORDER BY 1") == [
         (version, name) for version, name, _ in migrations()
     ]
@@ -290,50 +305,129 @@ def test_an_empty_batch_writes_nothing(conn):
     assert write(conn, job, []) == (0, 0)
 
 
-# -- Loader: bad rows --------------------------------------------------------------------------
+# -- Loader: refused rows ----------------------------------------------------------------------
 
 
-def test_a_row_with_an_undeclared_column_raises_bad_row_naming_it_and_writes_nothing(conn, db):
+def test_a_row_with_an_undeclared_column_is_refused_naming_it_and_the_rest_is_written(conn, db):
     job = make_job()
     migrated(conn, job)
     rows = [{"id": "a", "name": "alpha"}, {"id": "b", "colour": "red", "size": 3}]
 
-    with pytest.raises(BadRow) as raised:
-        write(conn, job, rows)
+    written = write_isolating(conn, job, rows)
 
-    assert str(raised.value) == "row has undeclared column(s) colour, size"
-    assert db.scalar("SELECT count(*) FROM items") == 0
+    assert [(r.row, r.error, r.by_database) for r in written.refused] == [
+        (rows[1], "row has undeclared column(s) colour, size", False)
+    ]
+    assert db.query("SELECT id FROM items") == [("a",)]
 
 
 @pytest.mark.parametrize("row", [{"id": None, "name": "x"}, {"name": "x"}])
-def test_a_row_without_its_key_raises_bad_row(conn, db, row):
+def test_a_row_without_its_key_is_refused(conn, db, row):
     job = make_job()
     migrated(conn, job)
 
-    with pytest.raises(BadRow) as raised:
-        write(conn, job, [row])
+    written = write_isolating(conn, job, [row])
 
-    assert str(raised.value) == f"row has no value for key id: {row!r}"
+    assert [r.error for r in written.refused] == ["row has no value for key id"]
     assert db.scalar("SELECT count(*) FROM items") == 0
 
 
-def test_a_row_missing_part_of_a_composite_key_raises_bad_row(conn):
+def test_a_row_missing_part_of_a_composite_key_is_refused(conn):
     job = make_job(columns={"region": "text", **COLUMNS}, key=("region", "id"))
     migrated(conn, job)
 
-    with pytest.raises(BadRow) as raised:
-        write(conn, job, [{"region": "eu", "id": None}])
+    written = write_isolating(conn, job, [{"region": "eu", "id": None}])
 
-    assert str(raised.value) == (
-        "row has no value for key region, id: {'region': 'eu', 'id': None}"
-    )
+    assert [r.error for r in written.refused] == ["row has no value for key region, id"]
 
 
-def test_a_row_that_is_not_a_dict_raises_bad_row(conn):
+@pytest.mark.parametrize("key", [{"a": 1}, [1, 2]], ids=["dict", "list"])
+def test_a_key_that_is_not_a_plain_value_is_refused(conn, key):
     job = make_job()
     migrated(conn, job)
 
-    with pytest.raises(BadRow) as raised:
-        write(conn, job, [("a", "alpha", 1)])  # type: ignore[list-item]
+    written = write_isolating(conn, job, [{"id": key}, {"id": "fine"}])
 
-    assert str(raised.value) == "a row must be a dict, got tuple"
+    assert [r.error for r in written.refused] == [
+        f"key id must be a plain value, not {type(key).__name__}"
+    ]
+    assert written.rows == 1
+
+
+def test_rows_the_database_refuses_are_isolated_and_the_others_commit(conn, db):
+    job = make_job()
+    migrated(conn, job)
+    rows = [{"id": f"r{i}", "n": i} for i in range(40)]
+    rows[7]["n"] = "seven"  # 22P02
+    rows[21]["name"] = "nul\x00inside"  # the driver refuses NUL in a string
+    rows[33]["n"] = 2**40  # 22003 out of range for integer
+
+    written = write_isolating(conn, job, rows)
+
+    assert [(r.row["id"], r.by_database) for r in written.refused] == [
+        ("r7", True),
+        ("r21", True),
+        ("r33", True),
+    ]
+    errors = [r.error for r in written.refused]
+    assert errors[0].startswith("22P02 invalid input syntax for type integer")
+    assert "NUL" in errors[1]
+    assert errors[2].startswith("22003")
+    assert written.rows == 37
+    assert db.scalar("SELECT count(*) FROM items") == 37
+
+
+def test_without_isolation_a_refusal_raises_rows_refused(conn):
+    job = make_job()
+    migrated(conn, job)
+
+    with pytest.raises(RowsRefused) as raised, conn, conn.cursor() as cur:
+        Loader(job).write(cur, [{"id": "a", "n": "x"}])
+
+    assert str(raised.value).startswith("22P02 invalid input syntax for type integer")
+
+
+# -- Loader: newer wins ------------------------------------------------------------------------
+
+
+def test_a_version_column_keeps_the_newer_stored_row(conn, db):
+    job = make_job(columns={**COLUMNS, "v": "timestamptz"}, version="v")
+    migrated(conn, job)
+    write(conn, job, [{"id": "a", "name": "new", "v": "2024-01-02T00:00:00Z"}])
+
+    assert write(conn, job, [{"id": "a", "name": "old", "v": "2024-01-01T00:00:00Z"}]) == (1, 0)
+    assert write(conn, job, [{"id": "a", "name": "same", "v": "2024-01-02T00:00:00+00:00"}]) == (
+        1,
+        1,
+    )
+    assert db.query("SELECT name FROM items") == [("same",)]
+
+
+def test_within_a_batch_the_greatest_version_wins_whatever_the_order(conn, db):
+    job = make_job(columns={**COLUMNS, "v": "integer"}, version="v")
+    migrated(conn, job)
+
+    write(conn, job, [{"id": "a", "name": "v3", "v": 3}, {"id": "a", "name": "v1", "v": "1"}])
+
+    assert db.query("SELECT name, v FROM items") == [("v3", 3)]
+
+
+def test_an_unknown_version_never_replaces_a_known_one(conn, db):
+    job = make_job(columns={**COLUMNS, "v": "integer"}, version="v")
+    migrated(conn, job)
+    write(conn, job, [{"id": "a", "name": "known", "v": 2}])
+
+    write(conn, job, [{"id": "a", "name": "unknown", "v": None}])
+
+    assert db.query("SELECT name FROM items") == [("known",)]
+
+
+def test_a_version_that_cannot_be_compared_is_refused(conn):
+    job = make_job(columns={**COLUMNS, "v": "date"}, version="v")
+    migrated(conn, job)
+
+    written = write_isolating(conn, job, [{"id": "a", "v": "not a date"}])
+
+    assert [r.error for r in written.refused] == [
+        "version column 'v': 'not a date' is not a valid date"
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from uuid import UUID
 
 import pytest
 
@@ -164,7 +165,9 @@ def test_checkpoint_refuses_the_cursor_key(job):
     with pytest.raises(ValueError) as raised:
         tracker.checkpoint({"cursor": "2030-01-01", "page": 2})
 
-    assert str(raised.value) == "'cursor' is kept by the engine; choose another name"
+    assert str(raised.value) == (
+        "'cursor' and 'cursors' are kept by the engine; choose another name"
+    )
     assert tracker.for_batch(final=True) is None
 
 
@@ -198,7 +201,11 @@ def test_full_refresh_starts_from_empty_state_and_saves_what_this_run_reaches(jo
         ("double precision", "2.25", 2.25),
         ("real", "0.5", 0.5),
         ("text", "abc", "abc"),
-        ("uuid", "7b0e1c1e-0000-4000-8000-000000000000", "7b0e1c1e-0000-4000-8000-000000000000"),
+        (
+            "uuid",
+            "7b0e1c1e-0000-4000-8000-000000000000",
+            UUID("7b0e1c1e-0000-4000-8000-000000000000"),
+        ),
     ],
 )
 def test_decode_cursor_returns_the_columns_python_type(sql_type, raw, expected):

@@ -12,6 +12,11 @@ This is the only package that imports psycopg2.
 """
 
 from worker.database.connection import Database
-from worker.database.errors import DatabaseError, DatabaseUnavailable, ResolverError
+from worker.database.errors import (
+    DatabaseError,
+    DatabaseUnavailable,
+    ResolverError,
+    RowsRefused,
+)
 
-__all__ = ["Database", "DatabaseError", "DatabaseUnavailable", "ResolverError"]
+__all__ = ["Database", "DatabaseError", "DatabaseUnavailable", "ResolverError", "RowsRefused"]

@@ -25,7 +25,8 @@ class Backoff:
     def next_delay(self) -> float | None:
         """How long to wait before the next attempt, or None when the budget is spent."""
         self.attempts += 1
-        ceiling = min(self.cap, self.initial * 2 ** (self.attempts - 1))
+        # The exponent is capped: 2 ** 1100 would overflow a float after ~1,000 retries.
+        ceiling = min(self.cap, self.initial * 2 ** min(self.attempts - 1, 64))
         delay = ceiling / 2 + random.uniform(0, ceiling / 2)
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:

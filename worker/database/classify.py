@@ -87,6 +87,21 @@ def classify(exc: BaseException, conn: object | None = None) -> Verdict:
     return Verdict(Action.RESOLVE, "session_lost")
 
 
+# Errors a row's own values cause (besides classes 22, data, and 23, constraints): a value of
+# the wrong type, one that cannot be coerced, one too big for an index.
+_ROW_SQLSTATES = frozenset({"42804", "42846", "54000"})
+
+
+def refuses_rows(exc: BaseException) -> bool:
+    """Did the rows' values cause this error (as opposed to a fault, or a wrong statement)?"""
+    if isinstance(exc, ValueError | TypeError):  # the driver adapting a value (NUL in a string)
+        return True
+    pgcode = getattr(exc, "pgcode", None)
+    if pgcode:
+        return pgcode[:2] in ("22", "23") or pgcode in _ROW_SQLSTATES
+    return isinstance(exc, psycopg2.ProgrammingError) and "can't adapt" in str(exc)
+
+
 def describe_error(exc: BaseException) -> str:
     """One line: SQLSTATE and the server's primary message, or the driver's telling line."""
     pgcode = getattr(exc, "pgcode", None)

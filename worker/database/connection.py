@@ -64,7 +64,8 @@ def connect_params(resolved: Resolved, settings: Settings, application_name: str
     for name, value in defaults.items():
         params.setdefault(name, str(value))
     params["application_name"] = application_name[:63]
-    timeout = f"-c statement_timeout={settings.db_statement_timeout_ms}"
+    # UTC: a naive timestamp means the same to the server as to the engine (worker.run.values).
+    timeout = f"-c statement_timeout={settings.db_statement_timeout_ms} -c timezone=UTC"
     params["options"] = f"{params.get('options', '')} {timeout}".strip()
     return params
 

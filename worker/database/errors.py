@@ -27,6 +27,11 @@ class ResolverError(DatabaseUnavailable):
         super().__init__(message)
 
 
+class RowsRefused(DatabaseError):
+    """The database (or the driver, adapting a value) refused rows of a statement: a data,
+    format, range or constraint error, not a fault. The transaction can go on."""
+
+
 class StandbyError(psycopg2.OperationalError):
     """Connected to a read-only standby (pg_is_in_recovery).
 

@@ -8,24 +8,30 @@ Sources, first configured wins:
 4. the environment's DATABASE_URL (inside a dyno), else the embedded local cluster.
 
 `Database` resolves at connect time and again only after an error that can mean the database
-moved, never per query (the Platform API allows ~4,500 requests an hour). The URL is a secret:
-its password is registered with `redact` the moment it is read, and only `Resolved.describe()`
-(source, host, port, database) is ever printed.
+moved, never per query. The first two sources cost Platform API requests (~4,500 an hour per
+account): every thread of the process shares one `budget.Budget` for them (one call at a time,
+answers shared, a token bucket, a 429's Retry-After honoured). The URL is a secret: its
+password is registered with `redact` the moment it is read, a malformed one is refused without
+a fragment of it, and only `Resolved.describe()` (source, host, port, database) is printed.
 """
 
 from __future__ import annotations
 
+import email.utils
 import ipaddress
+import re
 import shlex
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import requests
 from psycopg2.extensions import parse_dsn
 
-from config import ConfigError, Settings
+from config import Settings
+from worker.database.budget import Budget, budget_for
 from worker.database.embedded import default_cluster
 from worker.database.errors import ResolverError
 from worker.logs import get_logger
@@ -56,17 +62,71 @@ class Resolved:
 
 
 def parse(url: str, source: str) -> Resolved:
-    """Parse a URL or libpq keyword string; add sslmode=require for a non-local host."""
-    try:
-        params = parse_dsn(url)
-    except Exception:
-        # The driver's message would echo the URL, password and all.
-        raise ConfigError(f"the database URL from {source} is not a valid PostgreSQL URL") from None
+    """Parse a URL or libpq keyword string; add sslmode=require for a non-local host.
+
+    A malformed URL is a ResolverError that names the source and holds nothing of the URL (a
+    mounted file may be mid-rewrite: retrying can help)."""
+    at_in_userinfo = _userinfo_holds_at(url)
+    params: dict[str, str] = {}
+    if not at_in_userinfo:
+        try:
+            params = parse_dsn(url)
+        except Exception:
+            # The driver's message would echo the URL, password and all.
+            raise _malformed(url, source, "it is not a valid PostgreSQL URL") from None
+        # libpq splits at the first '@': the rest of such a password becomes the host.
+        at_in_userinfo = "@" in params.get("host", "")
+    if at_in_userinfo:
+        raise _malformed(url, source, "its user or password holds '@': percent-encode it as %40")
+    if not _well_formed(params):
+        # e.g. a '/' in the password: libpq then reads part of it as the host or the port.
+        raise _malformed(
+            url,
+            source,
+            "it is not a valid PostgreSQL URL (bad host or port;"
+            " percent-encode any '/' or '@' in the user or password)",
+        )
     register_secret(params.get("password"))
     if "sslmode" not in params and not is_local(params.get("host", "")):
         # Heroku Postgres refuses plain connections from outside its network.
         params["sslmode"] = "require"
     return Resolved(source=source, params=params)
+
+
+_URI = re.compile(r"^postgres(?:ql)?://", re.IGNORECASE)
+_HOST = re.compile(r"^(?:/.*|[A-Za-z0-9._~%:-]*)$")  # a name, an address, or a socket directory
+_PORT = re.compile(r"^[0-9]*$")
+
+
+def _userinfo_holds_at(url: str) -> bool:
+    """True for a URI whose user or password holds a raw '@'. libpq splits at the first '@',
+    so the password's tail would become the host and be printed, connected to, logged."""
+    match = _URI.match(url.strip())
+    if not match:
+        return False
+    authority = re.split(r"[/?]", url.strip()[match.end() :], maxsplit=1)[0]
+    return authority.count("@") > 1
+
+
+def _well_formed(params: dict[str, str]) -> bool:
+    hosts, ports = params.get("host", ""), params.get("port", "")
+    return all(_HOST.match(h) for h in hosts.split(",")) and all(
+        _PORT.match(p.strip()) for p in ports.split(",")
+    )
+
+
+def _malformed(url: str, source: str, why: str) -> ResolverError:
+    """The error for a malformed URL, every fragment of its password registered as a secret
+    first (the message itself holds none of it)."""
+    url = url.strip()
+    register_secret(url)
+    match = _URI.match(url)
+    if match:
+        rest = url[match.end() :]
+        password = rest[: rest.rfind("@")].partition(":")[2] if "@" in rest else ""
+        for piece in {password, *re.split(r"[@/:?#]", password)}:
+            register_secret(piece)
+    return ResolverError(f"cannot resolve the database URL from {source}: {why}")
 
 
 def is_local(host: str) -> bool:
@@ -102,6 +162,11 @@ def heroku_api(settings: Settings) -> str:
         )
     if status == 404:
         raise ResolverError(f"it answered 404: no app named {app!r}", fatal=True)
+    if status == 429:
+        wait = retry_after(response.headers.get("Retry-After"))
+        error = ResolverError(f"it answered 429 (rate limited): no call to it for {wait:.0f} s")
+        error.retry_after = wait  # type: ignore[attr-defined]  # read by the budget
+        raise error
     if status != 200:
         raise ResolverError(f"it answered {status}")
     try:
@@ -112,6 +177,24 @@ def heroku_api(settings: Settings) -> str:
     if not value:
         raise ResolverError(f"app {app!r} has no config var {var}", fatal=True)
     return value
+
+
+# Without a usable Retry-After: the API's limit refills ~75 requests a minute.
+DEFAULT_RETRY_AFTER = 60.0
+
+
+def retry_after(header: str | None, now: Callable[[], float] = time.time) -> float:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date."""
+    value = (header or "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return DEFAULT_RETRY_AFTER
+    if when.tzinfo is None:
+        return DEFAULT_RETRY_AFTER
+    return max(0.0, when.timestamp() - now())
 
 
 def command(settings: Settings) -> str:
@@ -188,13 +271,42 @@ def source_for(settings: Settings) -> tuple[str, Source]:
     return "embedded", embedded
 
 
-def resolve(settings: Settings) -> Resolved:
-    """Resolve the database URL now, from the first configured source."""
+# Sources that spend Platform API requests (the `heroku` CLI calls the API too).
+COSTLY: frozenset[Source] = frozenset({heroku_api, command})
+
+
+def resolve(settings: Settings, budget: Budget | None = None) -> Resolved:
+    """Resolve the database URL now, from the first configured source.
+
+    A costly source is asked through the process's budget for it (or `budget`): a thread may
+    get an answer another thread just had, or, when the budget says not now, the last good one.
+    """
     name, read = source_for(settings)
-    try:
-        url = read(settings)
-    except ResolverError as exc:
-        raise ResolverError(
-            f"cannot resolve the database URL from {name}: {exc}", fatal=exc.fatal
-        ) from None
-    return parse(url, name)
+
+    def call() -> Resolved:
+        try:
+            url = read(settings)
+        except ResolverError as exc:
+            error = ResolverError(
+                f"cannot resolve the database URL from {name}: {exc}", fatal=exc.fatal
+            )
+            error.retry_after = getattr(exc, "retry_after", None)  # type: ignore[attr-defined]
+            raise error from None
+        try:
+            return parse(url, name)
+        except ResolverError as exc:
+            if read is environment:  # the process's own environment cannot change: say it now
+                raise ResolverError(str(exc), fatal=True) from None
+            raise
+
+    if read not in COSTLY:
+        return call()
+    if budget is None:
+        key = (
+            name,
+            settings.heroku_api_url,
+            settings.heroku_api_key,
+            settings.database_url_command,
+        )
+        budget = budget_for(key, name, settings.resolver_burst, settings.resolver_interval)
+    return budget.resolve(call)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from worker.errors import MissingSecret
 from worker.http import Session
+from worker.redact import register_secret
 from worker.run.state import StateTracker
 
 
@@ -33,8 +36,26 @@ class Context:
 
     @property
     def cursor(self) -> Any:
-        """The greatest cursor value committed so far, or None. Fetch rows with cursor >= it."""
+        """The greatest cursor value committed so far (of the column's type), or None: fetch
+        rows with cursor >= it. None in a run with a window or a full refresh."""
         return self._state.cursor if self._state else None
+
+    def scope(self, source: str) -> Any:
+        """Say which source the rows come from (e.g. the feed's URL), before yielding any: each
+        source keeps its own cursor, so pointing the job elsewhere never skips rows. Returns
+        that source's cursor (also `ctx.cursor` from now on)."""
+        if self._state is not None:
+            self._state.set_scope(source)
+        return self.cursor
+
+    def secret(self, name: str) -> str:
+        """The environment variable `name`, masked in every line, error and alert from now on.
+        A missing or empty one fails the run with one line naming it."""
+        value = os.environ.get(name, "")
+        if not value:
+            raise MissingSecret(f"the environment has no {name} (ctx.secret)")
+        register_secret(value)
+        return value
 
     def checkpoint(self, **values: Any) -> None:
         """Save these values with the next batch: call it once the rows they cover are yielded."""

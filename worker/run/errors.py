@@ -62,10 +62,35 @@ class DatabaseLost(RunError):
 
 
 class CommitsLost(DatabaseLost):
-    """The database no longer holds batches this run saw commit."""
+    """The database no longer holds batches this run saw commit (an asynchronous failover).
+
+    `held`: what it holds of the run's progress (worker.store.records.HeldProgress)."""
+
+    def __init__(self, message: str, held: object = None) -> None:
+        self.held = held
+        super().__init__(message)
 
 
 class LockLost(RunError):
     """The job's lock went to another process while this run was reconnecting."""
 
     cause = "lock"
+
+
+class TooManyRejected(RunError):
+    """More rows were refused than the job allows (`max_rejected`)."""
+
+    def __init__(self, message: str, cause: str) -> None:
+        self.cause = cause  # that of the refusals: "load" (the database), "bad row" (our checks)
+        super().__init__(message)
+
+
+class Unexpected(RunError):
+    """Something the engine did not foresee went wrong; the run fails cleanly all the same."""
+
+    cause = "internal error"
+
+
+class Unconvertible(ValueError):
+    """A cursor or version value that does not fit its column's type; `str()` names the value
+    and the type. The row is refused (quarantined), not the run."""

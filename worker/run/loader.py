@@ -1,26 +1,49 @@
-"""Where a batch is written: `execute_values`, one statement per batch.
+"""The statement a batch is written with: `execute_values`, one INSERT per batch.
 
 upsert: INSERT … ON CONFLICT (key) DO UPDATE, skipping rows whose values did not change, so
-a rerun changes nothing. append: ON CONFLICT (key) DO NOTHING, a known row is kept as it is.
-Either way a replayed batch writes nothing twice. A batch holding one key twice is reduced
-first (Postgres refuses to touch a row twice in one statement): in upsert mode the later row
-wins, in append mode the first.
+a rerun changes nothing; with a version column, only a row at least as new as the stored one
+replaces it. append: ON CONFLICT (key) DO NOTHING, a known row is kept as it is. Either way a
+replayed batch writes nothing twice. A batch holding one key twice is reduced first (Postgres
+refuses to touch a row twice in one statement): the greatest version wins, then in upsert mode
+the later row, in append mode the first.
+
+Rows the table refuses are isolated, not fatal: a row that fails the declaration's checks is
+refused before the INSERT; when the database refuses the INSERT for its values, the batch is
+written again under savepoints, halving the failing part until each refused row stands alone.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from worker.database import sql
+from worker.database import RowsRefused, sql
 from worker.registry import Job
-from worker.run.errors import BadRow
+from worker.run.errors import Unconvertible
+from worker.run.values import convert
 
 # Types without an `=` operator: the "did it change" test compares their text instead.
 _NO_EQUALITY = frozenset(
     {"json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle"}
 )
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A row the table (or the declaration) refused, and why."""
+
+    row: Any
+    error: str
+    by_database: bool  # refused by the database or the driver, not by the declaration's checks
+
+
+@dataclass
+class Written:
+    rows: int = 0  # rows sent and accepted
+    changed: int = 0  # of those, inserted or actually changed
+    refused: list[Refusal] = field(default_factory=list)
 
 
 class Loader:
@@ -31,6 +54,7 @@ class Loader:
         self.columns = tuple(job.columns)
         self._known = frozenset(self.columns)
         self._key_index = tuple(self.columns.index(k) for k in job.key)
+        self._version_index = self.columns.index(job.version) if job.version else None
         self._json = frozenset(
             name for name, t in job.columns.items() if t.strip().lower() in ("json", "jsonb")
         )
@@ -52,9 +76,15 @@ class Loader:
         current = sql.SQL(", ").join(self._comparable("t", c) for c in others)
         incoming = sql.SQL(", ").join(self._comparable("EXCLUDED", c) for c in others)
         # ROW(...) so a single column still compares as a row.
-        return insert + sql.SQL("DO UPDATE SET {} WHERE ROW({}) IS DISTINCT FROM ROW({})").format(
-            assignments, current, incoming
-        )
+        condition = sql.SQL("ROW({}) IS DISTINCT FROM ROW({})").format(current, incoming)
+        if self.job.version:
+            # Newer wins: an older revision never replaces a stored one (NULL: unknown, takes).
+            condition = sql.SQL("({0} IS NULL OR {1} >= {0}) AND {2}").format(
+                sql.SQL("t.{}").format(sql.Identifier(self.job.version)),
+                sql.SQL("EXCLUDED.{}").format(sql.Identifier(self.job.version)),
+                condition,
+            )
+        return insert + sql.SQL("DO UPDATE SET {} WHERE {}").format(assignments, condition)
 
     def _comparable(self, alias: str, column: str) -> sql.Composable:
         value = sql.SQL("{}.{}").format(sql.SQL(alias), sql.Identifier(column))
@@ -63,30 +93,63 @@ class Loader:
             return sql.SQL("{}::text").format(value)
         return value
 
-    def prepare(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple]:
-        """Check each row against the declaration, drop repeated keys, order the values."""
-        by_key: dict[tuple, tuple] = {}
+    # -- checking rows ---------------------------------------------------------------------------
+    def check(self, row: Any) -> tuple[tuple, Any]:
+        """A row's values in column order, and its version; ValueError says why it is refused."""
+        if not isinstance(row, Mapping):
+            raise ValueError(f"a row must be a dict, got {type(row).__name__}")
+        if not self._known.issuperset(row):
+            unknown = ", ".join(sorted(str(k) for k in row if k not in self._known))
+            raise ValueError(f"row has undeclared column(s) {unknown}")
+        values = tuple(map(row.get, self.columns))
+        key = tuple(values[i] for i in self._key_index)
+        if None in key:
+            raise ValueError(f"row has no value for key {', '.join(self.job.key)}")
+        try:
+            hash(key)
+        except TypeError:
+            kinds = ", ".join(type(v).__name__ for v in key)
+            raise ValueError(
+                f"key {', '.join(self.job.key)} must be a plain value, not {kinds}"
+            ) from None
+        version = None
+        if self._version_index is not None:
+            try:
+                version = convert(
+                    self.job.columns[self.job.version or ""], values[self._version_index]
+                )
+            except Unconvertible as exc:
+                raise ValueError(f"version column {self.job.version!r}: {exc}") from None
+        json_index = [i for i, c in enumerate(self.columns) if c in self._json]
+        if json_index:
+            values = self._encode_json(values, json_index)
+        return values, version
+
+    def prepare(self, rows: Sequence[Any]) -> tuple[list[tuple], list[Any], list[Refusal]]:
+        """Check each row, reduce repeated keys, order the values.
+
+        Returns the values to send, the row each came from, and the rows refused."""
+        by_key: dict[tuple, tuple[tuple, Any, Any]] = {}
+        refused: list[Refusal] = []
         keep_later = self.job.mode == "upsert"
-        known, columns, key_index = self._known, self.columns, self._key_index
-        json_index = [i for i, c in enumerate(columns) if c in self._json]
+        key_index = self._key_index
         for row in rows:
-            if not isinstance(row, dict) and not isinstance(row, Mapping):
-                raise BadRow(f"a row must be a dict, got {type(row).__name__}")
-            if not known.issuperset(row):
-                unknown = ", ".join(sorted(str(k) for k in row if k not in known))
-                raise BadRow(f"row has undeclared column(s) {unknown}")
-            values = tuple(map(row.get, columns))
-            if json_index:
-                values = self._encode_json(values, json_index)
+            try:
+                values, version = self.check(row)
+            except ValueError as exc:
+                refused.append(Refusal(row, str(exc), by_database=False))
+                continue
             key = tuple(values[i] for i in key_index)
-            if None in key:
-                raise BadRow(f"row has no value for key {', '.join(self.job.key)}: {dict(row)!r}")
-            if keep_later:
-                by_key.pop(key, None)  # re-insert so the batch keeps arrival order
-                by_key[key] = values
-            else:
-                by_key.setdefault(key, values)
-        return list(by_key.values())
+            held = by_key.get(key)
+            if held is not None:
+                if self._version_index is not None and not _newer_or_same(version, held[1]):
+                    continue  # an older revision of a row the batch already holds
+                if not keep_later:
+                    continue
+                del by_key[key]  # re-insert so the batch keeps arrival order
+            by_key[key] = (values, version, row)
+        kept = list(by_key.values())
+        return [v for v, _, _ in kept], [r for _, _, r in kept], refused
 
     @staticmethod
     def _encode_json(values: tuple, json_index: list[int]) -> tuple:
@@ -94,12 +157,46 @@ class Loader:
         encoded = list(values)
         for i in json_index:
             if encoded[i] is not None:
-                encoded[i] = json.dumps(encoded[i])
+                try:
+                    encoded[i] = json.dumps(encoded[i], allow_nan=False)
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"column {i + 1} is not JSON: {exc}") from None
         return tuple(encoded)
 
-    def write(self, cur: Any, rows: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
-        """Write one batch in the caller's transaction. Returns (rows written, rows changed)."""
-        values = self.prepare(rows)
+    # -- writing ---------------------------------------------------------------------------------
+    def write(self, cur: Any, rows: Sequence[Any], isolate: bool = False) -> Written:
+        """Write one batch in the caller's transaction.
+
+        Without `isolate`, a refusal by the database raises RowsRefused (the transaction is
+        aborted: write it again with `isolate`); with it, refused rows are set apart."""
+        values, sources, refused = self.prepare(rows)
+        written = Written(refused=refused)
         if not values:
-            return 0, 0
-        return len(values), sql.insert_values(cur, self.statement, values)
+            return written
+        if not isolate:
+            written.changed = sql.insert_values(cur, self.statement, values)
+            written.rows = len(values)
+            return written
+        self._write_isolating(cur, values, sources, written)
+        return written
+
+    def _write_isolating(
+        self, cur: Any, values: list[tuple], sources: list[Any], written: Written
+    ) -> None:
+        try:
+            written.changed += sql.insert_values(cur, self.statement, values, isolated=True)
+            written.rows += len(values)
+            return
+        except RowsRefused as exc:
+            if len(values) == 1:
+                written.refused.append(Refusal(sources[0], str(exc), by_database=True))
+                return
+        half = len(values) // 2
+        self._write_isolating(cur, values[:half], sources[:half], written)
+        self._write_isolating(cur, values[half:], sources[half:], written)
+
+
+def _newer_or_same(version: Any, held: Any) -> bool:
+    """Does a row of `version` replace one of version `held`? As the statement decides: an
+    unknown (NULL) stored version takes anything; an unknown incoming one replaces nothing."""
+    return held is None or (version is not None and version >= held)

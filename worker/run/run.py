@@ -7,6 +7,7 @@ state in ONE transaction (`worker.run.batch`) → COMMIT.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -30,9 +31,10 @@ from worker.run.errors import (
     CommitsLost,
     JobBusy,
     JobCodeFailed,
-    LockLost,
     RunError,
+    Skipped,
     SourceFailed,
+    Unexpected,
 )
 from worker.run.request import RunRequest
 from worker.run.state import StateTracker
@@ -46,6 +48,8 @@ log = get_logger("nightshift.run")
 LOCK_POLL_SECONDS = 1.0
 # How long a failed or interrupted run may spend recording itself through a database outage.
 FINISH_BUDGET_SECONDS = 10.0
+# How many times a run loads again from what the database holds after a failover lost batches.
+MAX_RELOADS = 3
 
 
 @dataclass
@@ -59,6 +63,7 @@ class RunResult:
     reconnects: int = 0
     error: str | None = None
     duration: float = 0.0
+    rejected: int = 0
 
 
 class Run:
@@ -92,37 +97,100 @@ class Run:
         self.progress = Progress()
         self._started = time.monotonic()
 
-    def execute(self, wait: bool = False) -> RunResult:
+    def execute(self, wait: bool = False, wait_until: dt.datetime | None = None) -> RunResult:
+        """Run the job now. `wait`: if it runs elsewhere, wait for it; `wait_until`: wait, but
+        not past this time (a fire time's misfire grace)."""
         name = f"nightshift:{self.job.name}@{self.settings.dyno}"
         with (
             bound_contextvars(job=self.job.name),
             self._database(self.settings, name, stop=self.shutdown.event) as db,
         ):
             try:
-                opened = self._open(db, wait)
-            except (DatabaseError, ShutdownRequested) as exc:
+                opened = self._open(db, wait, wait_until)
+            except Skipped:
+                raise
+            except (Exception, ShutdownRequested) as exc:
                 # No run could be recorded; the log line is all there is, so make it count.
-                if isinstance(exc, ShutdownRequested):
-                    self._end("interrupted", "shutdown requested")
-                else:
-                    self._end("failed", f"database: {exc}")
+                self._end(*self._outcome(exc, "database"))
                 self._report()
                 return self.result
             with bound_contextvars(run_id=opened.run_id):
                 self.result.run_id = opened.run_id
                 try:
-                    self._load(db, opened)
-                except ShutdownRequested:
-                    self._end("interrupted", "shutdown requested")
-                except RunError as exc:
-                    self._end("failed", exc.describe())
-                self.result.reconnects = db.reconnects
-                self._finish(db)
+                    self._load_and_record(db, opened.state)
+                finally:
+                    self.active.remove(opened.run_id)
+                self._report()
         return self.result
 
+    def _outcome(self, exc: BaseException, cause: str) -> tuple[str, str]:
+        """The status and the one-line error of a run that `exc` ended; at DEBUG, its trace."""
+        if isinstance(exc, ShutdownRequested):
+            return "interrupted", "shutdown requested"
+        if isinstance(exc, RunError):
+            error = exc.describe()
+        elif isinstance(exc, DatabaseError):
+            error = f"{cause}: {exc}"
+        else:
+            error = Unexpected(f"{type(exc).__name__}: {exc}").describe()
+        log.debug("run_failed_here", exc_info=exc)
+        return "failed", error
+
+    # -- loading and recording -------------------------------------------------------------------
+    def _load_and_record(self, db: Database, state: dict[str, Any]) -> None:
+        """Load, then record the outcome; when the database turns out to have lost batches this
+        run saw commit (an asynchronous failover), load again from the state it holds."""
+        reloads = 0
+        while True:
+            self._end("succeeded", None)
+            lost: CommitsLost | None = None
+            try:
+                self._load(db, state)
+            except CommitsLost as exc:
+                lost = exc
+            except (Exception, ShutdownRequested) as exc:
+                self._end(*self._outcome(exc, "database"))
+            if lost is None:
+                try:
+                    self._record(db)
+                    return
+                except CommitsLost as exc:  # found at the finish: the run is not done yet
+                    lost = exc
+            try:
+                if reloads == MAX_RELOADS:
+                    raise lost
+                reloads += 1
+                state = self._reload(db, lost, reloads)
+            except (Exception, ShutdownRequested) as exc:
+                self._end(*self._outcome(exc, "database"))
+                self._record(db)  # a failed run's record does not insist on its batches
+                return
+
+    def _reload(self, db: Database, lost: CommitsLost, reloads: int) -> dict[str, Any]:
+        """Take up the run from what the database holds: its progress and the job's state."""
+        log.warning(
+            "batches_lost",
+            error=str(lost),
+            batches_seen=self.progress.batches,
+            batches_held=getattr(lost.held, "batches", 0),
+            reload=reloads,
+            max_reloads=MAX_RELOADS,
+        )
+
+        def held(cur: Any) -> tuple[Any, dict[str, Any]]:
+            self.guard.check(cur, strict=False)  # the lock, on this session
+            return queries.held_progress(cur, self.run_id), queries.load_state(cur, self.job.name)
+
+        progress, state = db.run(held)
+        if progress is None:
+            raise CommitsLost("the database lost the run itself, likely in a failover")
+        self.progress.rows, self.progress.changed = progress.rows, progress.changed
+        self.progress.batches, self.progress.rejected = progress.batches, progress.rejected
+        return state
+
     # -- opening ---------------------------------------------------------------------------------
-    def _open(self, db: Database, wait: bool) -> Opened:
-        """Open the run; with `wait`, try again until the job's lock is free."""
+    def _open(self, db: Database, wait: bool, wait_until: dt.datetime | None) -> Opened:
+        """Open the run; while the job runs elsewhere, wait if asked to (up to `wait_until`)."""
         opening = OpenRun(self.job, self.request, self.settings.dyno, self.ensure_schema)
         said_waiting = False
         while True:
@@ -130,14 +198,20 @@ class Run:
                 opened = db.run(opening)
                 break
             except JobBusy:
-                if not wait:
+                if not wait and (wait_until is None or dt.datetime.now(dt.UTC) >= wait_until):
                     raise
                 if not said_waiting:
-                    log.info("job_waiting", reason="the job is running elsewhere")
+                    log.info(
+                        "job_waiting",
+                        reason="the job is running elsewhere",
+                        **({"until": wait_until.isoformat()} if wait_until else {}),
+                    )
                     said_waiting = True
                 if self.shutdown.event.wait(LOCK_POLL_SECONDS):
                     raise ShutdownRequested() from None
         self.request = opened.request
+        self.run_id = opened.run_id
+        self.guard = SessionGuard(db, self.job, opened.run_id, self.progress)
         self.active.add(opened.run_id, self.job.name)
         request = opened.request
         log.info(
@@ -153,20 +227,29 @@ class Run:
         return opened
 
     # -- loading ---------------------------------------------------------------------------------
-    def _load(self, db: Database, opened: Opened) -> None:
+    def _load(self, db: Database, state: dict[str, Any]) -> None:
         """Drive the job's generator, writing a batch whenever the buffer is full."""
-        tracker = StateTracker(self.job, opened.state, self.request.full_refresh)
-        self.guard = SessionGuard(db, self.job, opened.run_id, self.progress)
-        batches = BatchWriter(db, self.job, opened.run_id, tracker, self.guard, self.progress)
+        request = self.request
+        window = request.since is not None or request.until is not None
+        tracker = StateTracker(self.job, state, request.full_refresh, window=window)
+        batches = BatchWriter(
+            db,
+            self.job,
+            self.run_id,
+            tracker,
+            self.guard,
+            self.progress,
+            max_rejected=self.job.rejects_allowed(),
+        )
         ctx = Context(
             job=self.job.name,
-            run_id=opened.run_id,
+            run_id=self.run_id,
             http=Session(self.settings, before_request=self.shutdown.check),
             log=get_logger(f"jobs.{self.job.name}"),
-            params=dict(self.request.params),
-            full_refresh=self.request.full_refresh,
-            since=self.request.since,
-            until=self.request.until,
+            params=dict(request.params),
+            full_refresh=request.full_refresh,
+            since=request.since,
+            until=request.until,
             _state=tracker,
         )
         with ctx.http:
@@ -175,7 +258,7 @@ class Run:
                     batches.flush(final=False)
             batches.flush(final=True)
 
-    def _rows(self, ctx: Context) -> Iterator[Mapping[str, Any]]:
+    def _rows(self, ctx: Context) -> Iterator[Any]:
         """The job's rows one by one, pages flattened; its failures made one-line errors."""
         generator = self.job.function(ctx)
         try:
@@ -189,6 +272,7 @@ class Run:
                 except SourceError as exc:
                     raise SourceFailed(str(exc)) from exc
                 except Exception as exc:
+                    log.debug("job_raised", exc_info=exc)
                     raise JobCodeFailed(f"{type(exc).__name__}: {exc}") from exc
                 if isinstance(item, Mapping):
                     yield item
@@ -203,37 +287,38 @@ class Run:
     def _end(self, status: str, error: str | None) -> None:
         self.result.status, self.result.error = status, error
 
-    def _finish(self, db: Database) -> None:
-        """Record the outcome and release the job's lock; then report."""
-        result, guard = self.result, getattr(self, "guard", None)
+    def _record(self, db: Database) -> None:
+        """Record the outcome and release the job's lock. Raises CommitsLost when a run that
+        succeeded finds the database without batches it saw commit (then it is not done)."""
+        result, strict = self.result, self.result.status == "succeeded"
+        result.reconnects = db.reconnects
 
         def finish(cur: Any) -> None:
-            if guard is not None:
-                guard.check(cur)
+            self.guard.check(cur, strict=strict, always=strict)
             queries.finish_run(cur, result.run_id, result.status, result.error, result.reconnects)
             queries.unlock(cur, self.job.name)
 
         # After a failure or a shutdown there is no time to ride out a long outage.
-        budget = None if result.status == "succeeded" else FINISH_BUDGET_SECONDS
+        budget = None if strict else FINISH_BUDGET_SECONDS
         try:
             db.run(finish, budget=budget)
-        except (DatabaseError, LockLost, CommitsLost, ShutdownRequested) as exc:
+        except CommitsLost:
+            raise
+        except (Exception, ShutdownRequested) as exc:
             # The run's row stays 'running'; the next run of this job marks it abandoned.
-            log.error("run_not_recorded", error=str(exc))
-        finally:
-            self.active.remove(result.run_id)
-        self._report()
+            log.error("run_not_recorded", error=self._outcome(exc, "database")[1])
 
     def _report(self) -> None:
-        """The one canonical line of a run, and an alert when it failed."""
+        """The one canonical line of a run, and an alert when it failed or refused rows."""
         result = self.result
         result.rows, result.changed = self.progress.rows, self.progress.changed
-        result.batches = self.progress.batches
+        result.batches, result.rejected = self.progress.batches, self.progress.rejected
         result.duration = round(time.monotonic() - self._started, 3)
         fields = {
             "status": result.status,
             "rows": result.rows,
             "changed": result.changed,
+            "rejected": result.rejected,
             "batches": result.batches,
             "reconnects": result.reconnects,
             "duration_s": result.duration,
@@ -242,5 +327,5 @@ class Run:
             log.error("job_finished", **fields, error=redact(result.error))
         else:
             log.info("job_finished", **fields)
-        if result.status == "failed" and self.settings.alert_webhook_url:
+        if self.settings.alert_webhook_url and (result.status == "failed" or result.rejected):
             send_failure_alert(self.settings, result)

@@ -1,58 +1,75 @@
 """A job's saved state, and how it advances: only ever past rows that are committed.
 
-The state is a JSON object saved in the same transaction as the batch that reached it.
-Its `cursor` entry is the greatest value of the job's cursor column among committed rows.
+The state is a JSON object saved in the same transaction as the batch that reached it. Its
+cursor is the greatest value of the job's cursor column among committed rows, converted to the
+column's type (`worker.run.values`). A cursor describes one source: a job reading several (or
+a feed whose URL changes) names the source with `ctx.scope(name)`, and each scope keeps its
+own cursor (`cursors` in the state; the unnamed scope keeps `cursor`).
+
 While rows arrive in cursor order, each batch saves the cursor it reached; once a row goes
 backwards, a mid-run batch can no longer say "everything up to here is in", so the cursor
 only moves again with the run's last batch. Values a job sets with `ctx.checkpoint()` are
 saved with the next batch.
+
+A run with a window (`--since/--until`) or a full refresh starts from no saved state; a run
+with a window saves none either (as dlt's incremental with an end value): a backfill must
+never move the cursor past rows it did not load.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from decimal import Decimal
 from typing import Any
 
+from worker.redact import safe_url
 from worker.registry import Job
+from worker.run.values import convert
+
+CURSOR, CURSORS = "cursor", "cursors"
 
 
 def decode_cursor(sql_type: str, raw: Any) -> Any:
     """Turn a saved (JSON) cursor back into the type of its column."""
-    if raw is None:
-        return None
-    kind = sql_type.strip().lower()
-    if kind.startswith("timestamp"):
-        return dt.datetime.fromisoformat(raw)
-    if kind == "date":
-        return dt.date.fromisoformat(raw)
-    if kind in ("integer", "int", "bigint", "smallint", "int4", "int8", "int2"):
-        return int(raw)
-    if kind.startswith(("numeric", "decimal")):
-        return Decimal(raw)
-    if kind in ("double precision", "real", "float8", "float4"):
-        return float(raw)
-    return raw
+    return convert(sql_type, raw)
 
 
 class StateTracker:
     """Holds the saved state and works out what each batch may save."""
 
-    def __init__(self, job: Job, saved: dict[str, Any], full_refresh: bool = False) -> None:
+    def __init__(
+        self, job: Job, saved: dict[str, Any], full_refresh: bool = False, window: bool = False
+    ) -> None:
         self.job = job
-        self.saved: dict[str, Any] = {} if full_refresh else dict(saved)
-        column_type = job.columns.get(job.cursor or "", "text")
-        self.cursor = decode_cursor(column_type, self.saved.get("cursor")) if job.cursor else None
+        self.saving = not window
+        self.saved: dict[str, Any] = {} if full_refresh or window else dict(saved)
+        self.scope: str | None = None
         self._committed = dict(self.saved)
         self._highest: Any = None
         self._in_order = True
         self._pending: dict[str, Any] = {}
+        self.cursor = self._saved_cursor(self._committed)
 
+    # -- what the job sees -----------------------------------------------------------------------
+    def set_scope(self, name: str) -> None:
+        """Rows from now on come from source `name`; the cursor becomes that source's."""
+        if self._highest is not None and name != self.scope:
+            raise ValueError("ctx.scope() must be called before the first row is yielded")
+        name = str(name)
+        # A URL's credentials are no part of what it names (nor are they kept in the state).
+        self.scope = safe_url(name) if "://" in name else name
+        self.cursor = self._saved_cursor(self._committed)
+
+    def checkpoint(self, values: dict[str, Any]) -> None:
+        if CURSOR in values or CURSORS in values:
+            raise ValueError("'cursor' and 'cursors' are kept by the engine; choose another name")
+        self._pending.update(values)
+
+    # -- what the engine tells it ----------------------------------------------------------------
     def observe(self, row: Any) -> None:
-        """Note a row the job yielded (before its batch is written)."""
-        if not self.job.cursor or not hasattr(row, "get"):
+        """Note a row the job yielded, before it is written. Raises Unconvertible when its
+        cursor value does not fit the column's type (the row is then refused)."""
+        if not self.job.cursor:
             return
-        value = row.get(self.job.cursor)
+        value = convert(self.job.columns[self.job.cursor], row.get(self.job.cursor))
         if value is None:
             return
         if self._highest is not None and value < self._highest:
@@ -60,18 +77,15 @@ class StateTracker:
         if self._highest is None or value > self._highest:
             self._highest = value
 
-    def checkpoint(self, values: dict[str, Any]) -> None:
-        if "cursor" in values:
-            raise ValueError("'cursor' is kept by the engine; choose another name")
-        self._pending.update(values)
-
     def for_batch(self, final: bool) -> dict[str, Any] | None:
         """The state to save with the batch being written, or None when it is unchanged."""
+        if not self.saving:
+            return None
         state = {**self._committed, **self._pending}
         if self._highest is not None and (self._in_order or final):
-            previous = self.cursor if "cursor" in self._committed else None
+            previous = self._saved_cursor(self._committed)
             if previous is None or self._highest > previous:
-                state["cursor"] = self._highest
+                state = self._with_cursor(state, self._highest)
         return None if state == self._committed else state
 
     def committed(self, state: dict[str, Any] | None) -> None:
@@ -79,5 +93,16 @@ class StateTracker:
         if state is not None:
             self._committed = state
             self._pending = {}
-            if "cursor" in state:
-                self.cursor = state["cursor"]
+            self.cursor = self._saved_cursor(state)
+
+    # -- the cursor's place in the state ---------------------------------------------------------
+    def _saved_cursor(self, state: dict[str, Any]) -> Any:
+        if not self.job.cursor:
+            return None
+        raw = state.get(CURSOR) if self.scope is None else state.get(CURSORS, {}).get(self.scope)
+        return decode_cursor(self.job.columns[self.job.cursor], raw)
+
+    def _with_cursor(self, state: dict[str, Any], value: Any) -> dict[str, Any]:
+        if self.scope is None:
+            return {**state, CURSOR: value}
+        return {**state, CURSORS: {**state.get(CURSORS, {}), self.scope: value}}

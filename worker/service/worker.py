@@ -30,9 +30,9 @@ from worker.errors import ShutdownRequested
 from worker.logs import get_logger
 from worker.registry import Job
 from worker.run.active import ActiveRuns
-from worker.run.errors import Skipped
+from worker.run.errors import JobBusy, Skipped
 from worker.run.request import CATCHUP, QUEUED, SCHEDULE, RunRequest
-from worker.run.run import Run
+from worker.run.run import FINISH_BUDGET_SECONDS, Run
 from worker.service.cron import latest_fire, misfire_grace
 from worker.service.housekeeping import (
     HOUSEKEEPING_SECONDS,
@@ -47,7 +47,9 @@ from worker.store.migrate import migrate
 
 log = get_logger("nightshift.worker")
 
-MAX_THREADS = 4
+# Threads for runs: a scheduled run may wait for its job's lock while a queued or resumed run
+# of the same job holds it, and housekeeping needs one too.
+MAX_THREADS = 16
 
 
 class Worker:
@@ -56,7 +58,8 @@ class Worker:
         self.jobs = jobs
         self.shutdown = Shutdown()
         self.active = ActiveRuns()
-        self.scheduler = make_scheduler(min(MAX_THREADS, len(jobs) + 1))  # +1: housekeeping
+        self.scheduler = make_scheduler(min(MAX_THREADS, 2 * len(jobs) + 2))
+        self.grace: dict[str, int] = {}  # each job's misfire grace, in seconds
         self.queue = QueueWatcher(settings, self._schedule_queued_run)
 
     def serve(self) -> int:
@@ -111,6 +114,7 @@ class Worker:
         if cron is None:
             log.info("job_unscheduled", job=job.name)
             return False
+        self.grace[job.name] = misfire_grace(cron, now)
         self.scheduler.add_job(
             self._run_job,
             cron,
@@ -118,7 +122,7 @@ class Worker:
             kwargs={"fire_time": FIRE_TIME},
             id=job.name,
             name=job.name,
-            misfire_grace_time=misfire_grace(cron, now),
+            misfire_grace_time=self.grace[job.name],
         )
         missed = latest_fire(cron, after=last_started, now=now) if last_started else None
         if missed is not None:
@@ -210,12 +214,51 @@ class Worker:
             self.active,
             ensure_schema=False,  # migrated at start
         )
+        # A fire time that finds its job busy waits for it, within its misfire grace.
+        wait_until = self._grace_ends(name, request)
         try:
-            run.execute()
+            run.execute(wait_until=wait_until)
+        except JobBusy as exc:
+            if wait_until is None or request.fire_time is None:
+                log.info("job_skipped", job=name, trigger=request.kind, reason=str(exc))
+            else:
+                self._record_missed(name, request.fire_time, wait_until)
         except Skipped as exc:
             log.info("job_skipped", job=name, trigger=request.kind, reason=str(exc))
         except Exception:
             log.exception("job_crashed", job=name)
+
+    def _grace_ends(self, name: str, request: RunRequest) -> dt.datetime | None:
+        if request.fire_time is None:
+            return None
+        grace = dt.timedelta(seconds=self.grace.get(name, 0))
+        # A catch-up's fire time is long past: it gets the grace from now.
+        start = dt.datetime.now(dt.UTC) if request.kind == CATCHUP else request.fire_time
+        return start + grace
+
+    def _record_missed(self, name: str, fire_time: dt.datetime, gave_up: dt.datetime) -> None:
+        reason = (
+            f"the job was running elsewhere from its fire time until its misfire grace ran out"
+            f" ({gave_up.isoformat()})"
+        )
+        try:
+            with Database(self.settings, self._db_name, stop=self.shutdown.event) as db:
+                missed = db.run(
+                    lambda cur: queries.record_missed_fire_time(
+                        cur, name, fire_time, self.settings.dyno, reason
+                    ),
+                    budget=FINISH_BUDGET_SECONDS,
+                )
+        except (DatabaseError, ShutdownRequested) as exc:
+            log.error("fire_time_missed", job=name, fire_time=fire_time.isoformat(), error=str(exc))
+            return
+        if missed is None:
+            log.info("job_skipped", job=name, reason="another process served the fire time")
+        else:
+            log.error(
+                "fire_time_missed", job=name, fire_time=fire_time.isoformat(), run_id=missed,
+                reason=reason,
+            )  # fmt: skip
 
     def _schedule_queued_run(self, name: str) -> None:
         if name not in self.jobs:

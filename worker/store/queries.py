@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import os
 import re
+import uuid
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
@@ -18,8 +19,10 @@ from typing import Any
 from worker.database.sql import jsonb
 from worker.store.records import (
     CutShortRun,
+    HeldProgress,
     LastRun,
     QueuedRequest,
+    Reject,
     RunningRun,
     RunRecord,
     ServerFacts,
@@ -45,7 +48,7 @@ def _execute(cur: Any, name: str, params: dict[str, Any] | None = None) -> None:
 def _encode(value: Any) -> Any:
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()
-    if isinstance(value, Decimal):
+    if isinstance(value, Decimal | uuid.UUID):
         return str(value)
     raise TypeError(f"cannot save {type(value).__name__} in job state")
 
@@ -109,15 +112,49 @@ def save_progress(
     rows: int,
     changed: int,
     batches: int,
+    rejected: int = 0,
 ) -> None:
     """Record a batch's effect. Runs inside the batch's transaction."""
     _execute(
         cur,
         "save_progress",
-        {"run_id": run_id, "rows": rows, "changed": changed, "batches": batches},
+        {
+            "run_id": run_id,
+            "rows": rows,
+            "changed": changed,
+            "batches": batches,
+            "rejected": rejected,
+        },
     )
     if state is not None:
         _execute(cur, "save_state", {"job": job, "state": as_jsonb(state), "run_id": run_id})
+
+
+def save_reject(
+    cur: Any, job: str, run_id: int | None, key: str | None, row: str, error: str
+) -> None:
+    """Keep a refused row (`key` and `row` as JSON text). In the batch's transaction."""
+    _execute(
+        cur,
+        "save_reject",
+        {"job": job, "run_id": run_id, "key": key, "row": row, "error": error},
+    )
+
+
+def list_rejects(cur: Any, job: str | None, limit: int) -> list[Reject]:
+    _execute(cur, "list_rejects", {"job": job, "limit": limit})
+    return [Reject(*row) for row in cur.fetchall()]
+
+
+def delete_rejects(cur: Any, ids: list[int]) -> None:
+    _execute(cur, "delete_rejects", {"ids": ids})
+
+
+def held_progress(cur: Any, run_id: int) -> HeldProgress | None:
+    """What the database holds of the run's progress (None: it does not know the run)."""
+    _execute(cur, "run_progress", {"run_id": run_id})
+    row = cur.fetchone()
+    return None if row is None else HeldProgress(*row)
 
 
 def run_batches(cur: Any, run_id: int) -> int | None:
@@ -208,6 +245,19 @@ def server_facts(cur: Any) -> ServerFacts:
 def ran_for_fire_time(cur: Any, job: str, fire_time: dt.datetime) -> int | None:
     """The run that already served this fire time, if any. Call under the job's lock."""
     _execute(cur, "ran_for_fire_time", {"job": job, "fire_time": fire_time})
+    row = cur.fetchone()
+    return row[0] if row else None
+
+
+def record_missed_fire_time(
+    cur: Any, job: str, fire_time: dt.datetime, dyno: str, reason: str
+) -> int | None:
+    """Record that nobody ran the fire time; None when a run served it after all."""
+    _execute(
+        cur,
+        "record_missed_fire_time",
+        {"job": job, "fire_time": fire_time, "dyno": dyno, "pid": os.getpid(), "reason": reason},
+    )
     row = cur.fetchone()
     return row[0] if row else None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ class RunRecord:
     finished_at: dt.datetime | None
     error: str | None
     dyno: str | None
+    rejected: int = 0
 
     @property
     def duration(self) -> dt.timedelta | None:
@@ -43,6 +45,7 @@ class RunRecord:
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "error": self.error,
             "dyno": self.dyno,
+            "rejected": self.rejected,
         }
 
 
@@ -58,6 +61,7 @@ class LastRun:
     rows: int
     error: str | None
     dyno: str | None
+    rejected: int = 0
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,40 @@ class CutShortRun:
     job: str
     id: int
     params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class HeldProgress:
+    """What the database holds of a run's progress."""
+
+    rows: int
+    changed: int
+    batches: int
+    rejected: int
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A row a table refused, kept in `nightshift.rejects`."""
+
+    id: int
+    job: str
+    run_id: int | None
+    key: str | None  # JSON text
+    row: str  # JSON text
+    error: str
+    rejected_at: dt.datetime
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "job": self.job,
+            "run_id": self.run_id,
+            "key": None if self.key is None else json.loads(self.key),
+            "row": json.loads(self.row),
+            "error": self.error,
+            "rejected_at": self.rejected_at.isoformat(),
+        }
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,16 @@ RETURNING id;
 -- name: save_progress
 -- In the batch's own transaction: absolute totals, so a replayed batch counts once.
 UPDATE nightshift.runs
-SET rows = %(rows)s, changed = %(changed)s, batches = %(batches)s
+SET rows = %(rows)s, changed = %(changed)s, batches = %(batches)s, rejected = %(rejected)s
 WHERE id = %(run_id)s;
+
+-- name: save_reject
+INSERT INTO nightshift.rejects (job, run_id, key, "row", error)
+VALUES (%(job)s, %(run_id)s, %(key)s, %(row)s, %(error)s);
+
+-- name: run_progress
+-- What the database holds of a run: after a failover it may be less than the run saw commit.
+SELECT rows, changed, batches, rejected FROM nightshift.runs WHERE id = %(run_id)s;
 
 -- name: save_state
 INSERT INTO nightshift.job_state (job, state, run_id, updated_at)
@@ -51,14 +59,14 @@ SELECT DISTINCT job FROM nightshift.runs WHERE status = 'running';
 
 -- name: recent_runs
 SELECT id, job, trigger, status, rows, changed, batches, reconnects, started_at, finished_at,
-       error, dyno
+       error, dyno, rejected
 FROM nightshift.runs
 WHERE %(job)s::text IS NULL OR job = %(job)s
 ORDER BY started_at DESC, id DESC
 LIMIT %(limit)s;
 
 -- name: last_runs
-SELECT DISTINCT ON (job) job, id, status, started_at, finished_at, rows, error, dyno
+SELECT DISTINCT ON (job) job, id, status, started_at, finished_at, rows, error, dyno, rejected
 FROM nightshift.runs
 ORDER BY job, started_at DESC, id DESC;
 
@@ -139,6 +147,7 @@ UPDATE nightshift.triggers SET run_id = %(run_id)s WHERE id = %(request_id)s;
 SELECT job, id, params FROM (
     SELECT DISTINCT ON (job) job, id, params, status, trigger, resumed_by
     FROM nightshift.runs
+    WHERE status <> 'missed'
     ORDER BY job, started_at DESC, id DESC
 ) AS latest
 WHERE status IN ('interrupted', 'abandoned') AND resumed_by IS NULL
@@ -153,6 +162,23 @@ SELECT to_regclass('nightshift.schema_migrations') IS NOT NULL;
 
 -- name: migrations_applied
 SELECT count(*) FROM nightshift.schema_migrations;
+
+-- name: record_missed_fire_time
+-- Nobody ran this fire time and it is too late to: say so, unless a run served it after all.
+INSERT INTO nightshift.runs (job, trigger, status, dyno, pid, scheduled_for, finished_at, error)
+VALUES (%(job)s, 'schedule', 'missed', %(dyno)s, %(pid)s, %(fire_time)s, now(), %(reason)s)
+ON CONFLICT (job, scheduled_for) WHERE scheduled_for IS NOT NULL DO NOTHING
+RETURNING id;
+
+-- name: list_rejects
+SELECT id, job, run_id, key::text, "row"::text, error, rejected_at
+FROM nightshift.rejects
+WHERE %(job)s::text IS NULL OR job = %(job)s
+ORDER BY id
+LIMIT %(limit)s;
+
+-- name: delete_rejects
+DELETE FROM nightshift.rejects WHERE id = ANY(%(ids)s);
 
 -- name: resumed_by
 -- Under the job's lock: still waiting to be resumed?

@@ -1,0 +1,182 @@
+"""Every job in the README runs as written, against a local server answering like its API,
+twice and more: so no README example can rot."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from tests.conftest import ROOT
+
+TOKEN = "shop-token-Distinctive-0451"
+
+
+def readme_jobs() -> dict[str, str]:
+    """The README's ```python blocks that start with `# jobs/NAME.py`, by NAME."""
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n# jobs/(\w+)\.py\n(.*?)```", text, flags=re.DOTALL)
+    return dict(blocks)
+
+
+class Api:
+    """A real HTTP server: each path answers the JSON document set for it; requests recorded."""
+
+    def __init__(self) -> None:
+        self.documents: dict[str, Any] = {}
+        self.requests: list[dict[str, Any]] = []
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                parts = urlsplit(self.path)
+                api.requests.append(
+                    {
+                        "path": parts.path,
+                        "query": parse_qs(parts.query),
+                        "headers": dict(self.headers),
+                    }
+                )
+                body = json.dumps(api.documents.get(parts.path, {})).encode()
+                self.send_response(200 if parts.path in api.documents else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}{path}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def readme(tmp_path: Path, cli) -> Iterator[tuple[Any, Api]]:
+    """The README's jobs as a package of their own; `run(*args, **env)` runs the real CLI."""
+    package = tmp_path / "readme_jobs"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for name, source in readme_jobs().items():
+        (package / f"{name}.py").write_text(source)
+    api = Api()
+    env = {
+        "JOBS_PACKAGE": "readme_jobs",
+        "PYTHONPATH": f"{ROOT}:{tmp_path}",
+        "RATES_URL": api.url("/rates"),
+        "SHOP_URL": api.url("/api/orders?api_key=query-Secret-0451"),
+        "SHOP_TOKEN": TOKEN,
+    }
+
+    def run(*args: str, **extra: str):
+        result = cli(*args, **{**env, **extra})
+        output = result.stdout + result.stderr
+        assert TOKEN not in output and "query-Secret-0451" not in output
+        return result
+
+    yield run, api
+    api.close()
+
+
+def rates(*days: tuple[str, float]) -> dict[str, Any]:
+    return {"days": [{"date": day, "rates": {"USD": rate, "CHF": rate / 2}} for day, rate in days]}
+
+
+def test_the_readme_declares_the_jobs_this_file_runs():
+    assert set(readme_jobs()) == {"exchange_rates", "orders"}
+
+
+def test_exchange_rates_runs_any_number_of_times_from_its_date_cursor(readme, db):
+    run, api = readme
+    api.documents["/rates"] = rates(("2024-01-01", 1.1), ("2024-01-02", 1.2))
+
+    results = [run("run", "exchange_rates") for _ in range(3)]
+
+    assert [r.returncode for r in results] == [0, 0, 0], results[-1].stderr
+    assert db.scalar("SELECT count(*) FROM exchange_rates") == 4
+    assert db.state("exchange_rates") == {"cursor": "2024-01-02"}
+    sent = [r["query"]["since"] for r in api.requests]
+    assert sent == [["2024-01-01"], ["2024-01-02"], ["2024-01-02"]]  # the cursor, as a date
+
+
+def test_exchange_rates_backfills_a_window_without_moving_its_cursor(readme, db):
+    run, api = readme
+    api.documents["/rates"] = rates(("2024-03-01", 1.3))
+    assert run("run", "exchange_rates").returncode == 0
+    api.documents["/rates"] = rates(("2023-06-01", 1.0), ("2023-06-30", 1.05))
+
+    window = run("run", "exchange_rates", "--since", "2023-06-01", "--until", "2023-06-30")
+
+    assert window.returncode == 0, window.stderr
+    assert api.requests[-1]["query"] == {"since": ["2023-06-01"], "until": ["2023-06-30"]}
+    assert db.scalar("SELECT count(*) FROM exchange_rates") == 6
+    assert db.state("exchange_rates") == {"cursor": "2024-03-01"}  # untouched by the window
+
+
+def order(id_: int, total: Any, updated: str, status: str = "paid") -> dict[str, Any]:
+    return {"id": id_, "status": status, "total": total, "updated_at": updated}
+
+
+def test_orders_newer_wins_rejects_are_kept_and_replayed_and_the_token_never_shows(readme, db):
+    run, api = readme
+    path = "/api/orders"
+    api.documents[path] = {
+        "orders": [
+            order(1, "10.50", "2024-05-01T10:00:00Z"),
+            order(2, "n/a", "2024-05-01T11:00:00Z"),  # refused: not a number
+            order(3, "7.25", "2024-05-01T12:00:00Z", status="shipped"),
+        ]
+    }
+
+    first = run("run", "orders")
+
+    assert first.returncode == 0, first.stderr
+    [finished] = first.events("job_finished")
+    assert (finished["status"], finished["rows"], finished["rejected"]) == ("succeeded", 2, 1)
+    assert api.requests[-1]["headers"]["Authorization"] == f"Bearer {TOKEN}"
+    listed = json.loads(run("rejects", "orders", "--json").stdout)
+    assert [(r["key"], r["row"]["total"]) for r in listed] == [({"id": 2}, "n/a")]
+    assert listed[0]["error"].startswith("22P02 invalid input syntax for type numeric")
+    [run_json] = json.loads(run("runs", "--json").stdout)
+    assert run_json["rejected"] == 1
+
+    # An older snapshot comes back: nothing goes back with it.
+    api.documents[path] = {"orders": [order(3, "7.25", "2024-04-01T00:00:00Z", status="new")]}
+    second = run("run", "orders")
+    assert second.returncode == 0, second.stderr
+    assert db.query("SELECT status FROM orders WHERE id = 3") == [("shipped",)]
+    assert api.requests[-1]["query"]["updated_since"] == ["2024-05-01T12:00:00+00:00"]
+
+    # The cause is fixed (the column takes text now): the reject loads, and leaves the list.
+    db.query("ALTER TABLE orders ALTER COLUMN total TYPE text")
+    replayed = run("rejects", "orders", "--replay")
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout.strip() == "orders: 1 reject(s) loaded and removed, 0 left"
+    assert db.query("SELECT total FROM orders WHERE id = 2") == [("n/a",)]
+    assert db.scalar("SELECT count(*) FROM nightshift.rejects") == 0
+
+
+def test_orders_without_its_secret_fails_with_one_line_naming_it(readme, db):
+    run, api = readme
+    api.documents["/api/orders"] = {"orders": []}
+
+    result = run("run", "orders", SHOP_TOKEN="")
+
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "error: orders failed: job: MissingSecret: the environment has no SHOP_TOKEN (ctx.secret)"
+    )
