@@ -46,6 +46,9 @@ class Settings:
     # Rows per batch, and per transaction. bench/load.py measured execute_values flat from
     # 500 to 5000 rows per page; 1000 keeps a transaction short and a replay cheap.
     batch_size: int = 1000
+    # ... and at most this many bytes of values (about): wide rows make fewer per batch, so no
+    # statement nears Postgres' 1 GB message limit, and a replay stays cheap.
+    batch_max_bytes: int = 32 * 1024 * 1024
 
     # HTTP: every request a job makes is bounded. Connect fails fast; a read may be slow.
     http_connect_timeout: float = 10.0
@@ -106,6 +109,7 @@ class Settings:
             data_dir=Path(reader.text("NIGHTSHIFT_DATA_DIR") or PROJECT_ROOT / ".data"),
             jobs_package=reader.text("JOBS_PACKAGE") or cls.jobs_package,
             batch_size=reader.integer("BATCH_SIZE", cls.batch_size, minimum=1),
+            batch_max_bytes=reader.integer("BATCH_MAX_BYTES", cls.batch_max_bytes, minimum=1024),
             http_connect_timeout=reader.number("HTTP_CONNECT_TIMEOUT", cls.http_connect_timeout),
             http_read_timeout=reader.number("HTTP_READ_TIMEOUT", cls.http_read_timeout),
             http_retries=reader.integer("HTTP_RETRIES", cls.http_retries, minimum=0),

@@ -21,7 +21,7 @@ from worker.database import Database
 from worker.errors import NightshiftError, UnknownJob
 from worker.redact import redact
 from worker.registry import Job, discover, lookup
-from worker.run.errors import JobBusy
+from worker.run.errors import JobBusy, RunError
 from worker.run.rejects import replay_rejects
 from worker.run.request import MANUAL, QUEUED, RunRequest, parse_params, window
 from worker.service.cron import next_fire
@@ -44,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     _request_arguments(run)
     run.add_argument(
         "--wait", action="store_true", help="if it runs elsewhere, wait for it and then run"
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="extract and check the rows, write nothing; report counts and the first problems",
     )
     trigger = commands.add_parser("trigger", help="queue a run for a worker to pick up")
     _request_arguments(trigger)
@@ -91,7 +96,8 @@ def main(argv: list[str]) -> int:
     try:
         settings = Settings.from_env()
         # Logs share stdout with the worker's stream; commands that print results log to stderr.
-        stream = sys.stdout if command in ("serve", "run") else sys.stderr
+        printing = command not in ("serve", "run") or getattr(args, "dry_run", False)
+        stream = sys.stderr if printing else sys.stdout
         logs.configure(settings.log_format, settings.log_level, stream)
         jobs = discover(settings.jobs_package)
         return COMMANDS[command](settings, jobs, args)
@@ -134,11 +140,26 @@ def cmd_run(settings: Settings, jobs: Mapping[str, Job], args: argparse.Namespac
     request = _request(args, MANUAL)
     shutdown = Shutdown()
     shutdown.install()
+    if args.dry_run:
+        return _dry_run(settings, job, request, shutdown)
     result = Run(settings, job, request, shutdown).execute(wait=args.wait)
     if result.status == "succeeded":
         return EXIT_OK
     _fail(f"{job.name} {result.status}: {result.error}")
     return EXIT_FAILED
+
+
+def _dry_run(settings: Settings, job: Job, request: RunRequest, shutdown: Any) -> int:
+    from worker.run.dry_run import DryRun
+
+    try:
+        report = DryRun(settings, job, request, shutdown).execute()
+    except RunError as exc:
+        _fail(f"{job.name} dry run failed: {exc.describe()}")
+        return EXIT_FAILED
+    for line in report.lines():
+        _out(line)
+    return EXIT_OK if report.refused == 0 else EXIT_FAILED
 
 
 def cmd_trigger(settings: Settings, jobs: Mapping[str, Job], args: argparse.Namespace) -> int:

@@ -136,3 +136,14 @@ def test_the_worker_stays_healthy_through_every_hostile_value(workers, cli, db, 
     assert "Traceback" not in "".join(tail.raw)
     assert not [line for line in tail.lines if line["event"] == "job_crashed"]
     json.dumps(tail.lines)  # every line was JSON
+
+
+def test_wide_rows_make_smaller_batches_capped_by_bytes(cli, db, feed):
+    # Each row's values take 6 * 8 + 3 + 1000 = 1051 bytes: ten of them reach 10,000.
+    feed.serve({"rows": [{"id": f"r{i:02d}", "label": "x" * 1000} for i in range(50)]})
+
+    result = cli("run", "hostile", HOSTILE_URL=feed.url, BATCH_MAX_BYTES="10000", **HOSTILE)
+
+    assert result.returncode == 0, result.stderr
+    [finished] = result.events("job_finished")
+    assert (finished["rows"], finished["batches"]) == (50, 5)

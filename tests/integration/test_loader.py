@@ -45,7 +45,7 @@ def migrated(conn: Any, *jobs: Job) -> dict[str, list[str]]:
 def write(conn: Any, job: Job, rows: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
     """One batch in its own committed transaction, as a run writes it: (written, changed)."""
     with conn, conn.cursor() as cur:
-        written = Loader(job).write(cur, rows)
+        written = Loader(job).write_rows(cur, rows)
     assert written.refused == []
     return written.rows, written.changed
 
@@ -53,7 +53,7 @@ def write(conn: Any, job: Job, rows: Sequence[Mapping[str, Any]]) -> tuple[int, 
 def write_isolating(conn: Any, job: Job, rows: Sequence[Any]) -> Written:
     """One batch written with refused rows set apart, committed."""
     with conn, conn.cursor() as cur:
-        return Loader(job).write(cur, rows, isolate=True)
+        return Loader(job).write_rows(cur, rows, isolate=True)
 
 
 def primary_key(db, table: str) -> str:
@@ -373,7 +373,7 @@ def test_rows_the_database_refuses_are_isolated_and_the_others_commit(conn, db):
     assert errors[0].startswith("22P02 invalid input syntax for type integer")
     assert "NUL" in errors[1]
     assert errors[2].startswith("22003")
-    assert written.rows == 37
+    assert (written.rows, written.changed) == (37, 37)
     assert db.scalar("SELECT count(*) FROM items") == 37
 
 
@@ -382,7 +382,7 @@ def test_without_isolation_a_refusal_raises_rows_refused(conn):
     migrated(conn, job)
 
     with pytest.raises(RowsRefused) as raised, conn, conn.cursor() as cur:
-        Loader(job).write(cur, [{"id": "a", "n": "x"}])
+        Loader(job).write_rows(cur, [{"id": "a", "n": "x"}])
 
     assert str(raised.value).startswith("22P02 invalid input syntax for type integer")
 

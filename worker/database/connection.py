@@ -101,7 +101,7 @@ class Database:
         """Run `hook(cursor)` on every new session from now on (e.g. to LISTEN again)."""
         self._hooks.append(hook)
 
-    def run(self, work: Callable[[Any], T], budget: float | None = None) -> T:
+    def run(self, work: Callable[[Any], T], budget: float | None = None, commit: bool = True) -> T:
         """Run `work(cursor)` in a transaction and commit; replay it through transient faults.
 
         Raises DatabaseError for a fatal error, DatabaseUnavailable once the retry budget
@@ -111,7 +111,7 @@ class Database:
         while True:
             try:
                 conn = self._connection()
-                return self._attempt(conn, work)
+                return self._attempt(conn, work, commit)
             except psycopg2.Error as exc:
                 verdict = classify(exc, self.conn)
                 if verdict.action is Action.FATAL:
@@ -151,11 +151,14 @@ class Database:
         self.close()
 
     # -- one attempt ------------------------------------------------------------------------
-    def _attempt(self, conn: Connection, work: Callable[[Any], T]) -> T:
+    def _attempt(self, conn: Connection, work: Callable[[Any], T], commit: bool = True) -> T:
         try:
             with conn.cursor() as cur:
                 result = work(cur)
-            conn.commit()
+            if commit:
+                conn.commit()
+            else:  # a dry run: see what the database says, keep nothing
+                conn.rollback()
             return result
         except BaseException:
             if not conn.closed:

@@ -40,9 +40,10 @@ def insert_values(
         if isolated:
             cur.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
         raise RowsRefused(describe_error(exc).replace("\x00", "\\0")) from exc
+    changed = max(cur.rowcount, 0)
     if isolated:
         cur.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
-    return max(cur.rowcount, 0)
+    return changed
 
 
 def jsonb(value: Any, default: Callable[[Any], Any] | None = None) -> Json:

@@ -26,7 +26,7 @@ from worker.run.errors import (
     TooManyRejected,
     Unconvertible,
 )
-from worker.run.loader import Loader, Refusal, Written
+from worker.run.loader import Checked, Loader, Refusal, Written
 from worker.run.state import StateTracker
 from worker.store import queries
 
@@ -87,6 +87,8 @@ class BatchWriter:
         guard: SessionGuard,
         progress: Progress,
         max_rejected: int,
+        max_rows: int,
+        max_bytes: int,
     ) -> None:
         self.db = db
         self.job = job
@@ -95,24 +97,27 @@ class BatchWriter:
         self.guard = guard
         self.progress = progress
         self.max_rejected = max_rejected
+        self.max_rows = max_rows
+        self.max_bytes = max_bytes
         self.loader = Loader(job)
-        self.buffer: list[Mapping[str, Any]] = []
+        self.buffer: list[Checked] = []
+        self.buffered_bytes = 0
         self.refused: list[Refusal] = []  # refused before the INSERT, saved with the next batch
 
-    def add(self, row: Any) -> int:
-        """Take one row; returns how many rows wait for the next batch."""
-        if not isinstance(row, Mapping):
-            self.refused.append(
-                Refusal(row, f"a row must be a dict, got {type(row).__name__}", False)
-            )
-            return len(self.buffer)
+    def add(self, row: Any) -> bool:
+        """Take one row (checked now, or refused); True when the batch is full: flush it."""
         try:
+            checked = self.loader.check(row)
             self.tracker.observe(row)
         except Unconvertible as exc:
             self.refused.append(Refusal(row, f"cursor column {self.job.cursor!r}: {exc}", False))
-            return len(self.buffer)
-        self.buffer.append(row)
-        return len(self.buffer)
+            return False
+        except ValueError as exc:
+            self.refused.append(Refusal(row, str(exc), False))
+            return False
+        self.buffer.append(checked)
+        self.buffered_bytes += checked.size
+        return len(self.buffer) >= self.max_rows or self.buffered_bytes >= self.max_bytes
 
     def flush(self, final: bool) -> None:
         """Write the buffered rows with the state they reach; `final`: the job has ended."""
@@ -157,7 +162,7 @@ class BatchWriter:
         progress.changed += written.changed
         progress.batches = number
         progress.rejected += len(refused)
-        self.buffer, self.refused = [], []
+        self.buffer, self.buffered_bytes, self.refused = [], 0, []
         for refusal in refused:
             log.warning("row_rejected", batch=number, key=self._key(refusal), error=refusal.error)
         log.debug("batch_committed", batch=number, rows=written.rows, changed=written.changed)

@@ -39,6 +39,17 @@ class Refusal:
     by_database: bool  # refused by the database or the driver, not by the declaration's checks
 
 
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A row that passed the declaration's checks, ready to send."""
+
+    values: tuple  # in column order, JSON columns encoded
+    key: tuple
+    version: Any
+    row: Any  # as the job yielded it (kept for a refusal)
+    size: int  # about how many bytes its values take in the statement
+
+
 @dataclass
 class Written:
     rows: int = 0  # rows sent and accepted
@@ -55,8 +66,8 @@ class Loader:
         self._known = frozenset(self.columns)
         self._key_index = tuple(self.columns.index(k) for k in job.key)
         self._version_index = self.columns.index(job.version) if job.version else None
-        self._json = frozenset(
-            name for name, t in job.columns.items() if t.strip().lower() in ("json", "jsonb")
+        self._json_index = tuple(
+            i for i, t in enumerate(job.columns.values()) if t.strip().lower() in ("json", "jsonb")
         )
         self.statement = self._statement()
 
@@ -94,8 +105,9 @@ class Loader:
         return value
 
     # -- checking rows ---------------------------------------------------------------------------
-    def check(self, row: Any) -> tuple[tuple, Any]:
-        """A row's values in column order, and its version; ValueError says why it is refused."""
+    def check(self, row: Any) -> Checked:
+        """A row checked against the declaration, its values in column order (JSON encoded);
+        ValueError says why it is refused."""
         if not isinstance(row, Mapping):
             raise ValueError(f"a row must be a dict, got {type(row).__name__}")
         if not self._known.issuperset(row):
@@ -120,64 +132,71 @@ class Loader:
                 )
             except Unconvertible as exc:
                 raise ValueError(f"version column {self.job.version!r}: {exc}") from None
-        json_index = [i for i, c in enumerate(self.columns) if c in self._json]
-        if json_index:
-            values = self._encode_json(values, json_index)
-        return values, version
+        if self._json_index:
+            values = self._encode_json(values)
+        size = 8 * len(values) + sum(len(v) for v in values if isinstance(v, str | bytes))
+        return Checked(values, key, version, row, size)
 
-    def prepare(self, rows: Sequence[Any]) -> tuple[list[tuple], list[Any], list[Refusal]]:
-        """Check each row, reduce repeated keys, order the values.
-
-        Returns the values to send, the row each came from, and the rows refused."""
-        by_key: dict[tuple, tuple[tuple, Any, Any]] = {}
+    def check_all(self, rows: Sequence[Any]) -> tuple[list[Checked], list[Refusal]]:
+        checked: list[Checked] = []
         refused: list[Refusal] = []
-        keep_later = self.job.mode == "upsert"
-        key_index = self._key_index
         for row in rows:
             try:
-                values, version = self.check(row)
+                checked.append(self.check(row))
             except ValueError as exc:
                 refused.append(Refusal(row, str(exc), by_database=False))
-                continue
-            key = tuple(values[i] for i in key_index)
-            held = by_key.get(key)
+        return checked, refused
+
+    def reduce(self, rows: Sequence[Checked]) -> list[Checked]:
+        """One row per key: the greatest version, then the later row (upsert) or the first."""
+        by_key: dict[tuple, Checked] = {}
+        keep_later = self.job.mode == "upsert"
+        versioned = self._version_index is not None
+        for row in rows:
+            held = by_key.get(row.key)
             if held is not None:
-                if self._version_index is not None and not _newer_or_same(version, held[1]):
+                if versioned and not _newer_or_same(row.version, held.version):
                     continue  # an older revision of a row the batch already holds
                 if not keep_later:
                     continue
-                del by_key[key]  # re-insert so the batch keeps arrival order
-            by_key[key] = (values, version, row)
-        kept = list(by_key.values())
-        return [v for v, _, _ in kept], [r for _, _, r in kept], refused
+                del by_key[row.key]  # re-insert so the batch keeps arrival order
+            by_key[row.key] = row
+        return list(by_key.values())
 
-    @staticmethod
-    def _encode_json(values: tuple, json_index: list[int]) -> tuple:
+    def _encode_json(self, values: tuple) -> tuple:
         # A JSON text is adapted as a plain string: cheaper than psycopg2's Json wrapper.
         encoded = list(values)
-        for i in json_index:
+        for i in self._json_index:
             if encoded[i] is not None:
                 try:
                     encoded[i] = json.dumps(encoded[i], allow_nan=False)
                 except (TypeError, ValueError) as exc:
-                    raise ValueError(f"column {i + 1} is not JSON: {exc}") from None
+                    raise ValueError(f"column {self.columns[i]!r} is not JSON: {exc}") from None
         return tuple(encoded)
 
     # -- writing ---------------------------------------------------------------------------------
-    def write(self, cur: Any, rows: Sequence[Any], isolate: bool = False) -> Written:
-        """Write one batch in the caller's transaction.
+    def write(self, cur: Any, rows: Sequence[Checked], isolate: bool = False) -> Written:
+        """Write one batch of checked rows in the caller's transaction.
 
         Without `isolate`, a refusal by the database raises RowsRefused (the transaction is
         aborted: write it again with `isolate`); with it, refused rows are set apart."""
-        values, sources, refused = self.prepare(rows)
-        written = Written(refused=refused)
-        if not values:
+        kept = self.reduce(rows)
+        written = Written()
+        if not kept:
             return written
+        values = [row.values for row in kept]
         if not isolate:
             written.changed = sql.insert_values(cur, self.statement, values)
             written.rows = len(values)
             return written
-        self._write_isolating(cur, values, sources, written)
+        self._write_isolating(cur, values, [row.row for row in kept], written)
+        return written
+
+    def write_rows(self, cur: Any, rows: Sequence[Any], isolate: bool = False) -> Written:
+        """Check, then write, rows as a job yields them; refused ones are set apart."""
+        checked, refused = self.check_all(rows)
+        written = self.write(cur, checked, isolate)
+        written.refused[:0] = refused
         return written
 
     def _write_isolating(

@@ -32,7 +32,7 @@ def replay_rejects(cur: Any, job: Job) -> Replayed:
         loaded: list[int] = []
         for reject in rejects:  # one at a time: each keeps its own verdict
             row = json.loads(reject.row)
-            if not isinstance(row, dict) or loader.write(cur, [row], isolate=True).refused:
+            if not isinstance(row, dict) or loader.write_rows(cur, [row], isolate=True).refused:
                 continue
             loaded.append(reject.id)
         queries.delete_rejects(cur, loaded)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +18,7 @@ from structlog.contextvars import bound_contextvars
 from config import Settings
 from worker.alerts import send_failure_alert
 from worker.database import Database, DatabaseError
-from worker.errors import ShutdownRequested, SourceError
+from worker.errors import ShutdownRequested
 from worker.http import Session
 from worker.logs import get_logger
 from worker.redact import redact
@@ -30,13 +30,12 @@ from worker.run.context import Context
 from worker.run.errors import (
     CommitsLost,
     JobBusy,
-    JobCodeFailed,
     RunError,
     Skipped,
-    SourceFailed,
     Unexpected,
 )
 from worker.run.request import RunRequest
+from worker.run.rows import job_rows
 from worker.run.state import StateTracker
 from worker.store import queries
 
@@ -240,6 +239,8 @@ class Run:
             self.guard,
             self.progress,
             max_rejected=self.job.rejects_allowed(),
+            max_rows=self.settings.batch_size,
+            max_bytes=self.settings.batch_max_bytes,
         )
         ctx = Context(
             job=self.job.name,
@@ -253,35 +254,10 @@ class Run:
             _state=tracker,
         )
         with ctx.http:
-            for row in self._rows(ctx):
-                if batches.add(row) >= self.settings.batch_size:
+            for row in job_rows(self.job, ctx, self.shutdown):
+                if batches.add(row):
                     batches.flush(final=False)
             batches.flush(final=True)
-
-    def _rows(self, ctx: Context) -> Iterator[Any]:
-        """The job's rows one by one, pages flattened; its failures made one-line errors."""
-        generator = self.job.function(ctx)
-        try:
-            while True:
-                self.shutdown.check()
-                try:
-                    with self.shutdown.interruptible():
-                        item = next(generator)
-                except StopIteration:
-                    return
-                except SourceError as exc:
-                    raise SourceFailed(str(exc)) from exc
-                except Exception as exc:
-                    log.debug("job_raised", exc_info=exc)
-                    raise JobCodeFailed(f"{type(exc).__name__}: {exc}") from exc
-                if isinstance(item, Mapping):
-                    yield item
-                elif isinstance(item, list | tuple):
-                    yield from item
-                else:
-                    raise JobCodeFailed(f"yielded a {type(item).__name__}; yield dicts or lists")
-        finally:
-            generator.close()
 
     # -- finishing -------------------------------------------------------------------------------
     def _end(self, status: str, error: str | None) -> None:

@@ -63,6 +63,11 @@ class StateTracker:
             raise ValueError("'cursor' and 'cursors' are kept by the engine; choose another name")
         self._pending.update(values)
 
+    @property
+    def reached(self) -> Any:
+        """The greatest cursor value among the rows observed so far (None: none yet)."""
+        return self._highest
+
     # -- what the engine tells it ----------------------------------------------------------------
     def observe(self, row: Any) -> None:
         """Note a row the job yielded, before it is written. Raises Unconvertible when its
