@@ -147,3 +147,30 @@ def test_wide_rows_make_smaller_batches_capped_by_bytes(cli, db, feed):
     assert result.returncode == 0, result.stderr
     [finished] = result.events("job_finished")
     assert (finished["rows"], finished["batches"]) == (50, 5)
+
+
+def test_a_secret_the_job_reads_is_masked_in_its_logs_error_record_and_alert(
+    cli, db, feed, webhook
+):
+    token = "leaky-Token-0451-distinctive"
+
+    result = cli(
+        "run",
+        "leaky",
+        LEAKY_TOKEN=token,
+        ALERT_WEBHOOK_URL=webhook.url,
+        LOG_LEVEL="DEBUG",
+        **HOSTILE,
+    )
+
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        == "error: leaky failed: job: RuntimeError: the source refused token ***"
+    )
+    [line] = result.events("token_read")
+    assert (line["token"], line["note"]) == ("***", "the token is ***")
+    assert token not in result.stdout + result.stderr
+    assert token not in str(db.query("SELECT error FROM nightshift.runs"))
+    [alert] = webhook.received
+    assert token not in str(alert)

@@ -180,3 +180,22 @@ def test_orders_without_its_secret_fails_with_one_line_naming_it(readme, db):
     assert result.stderr.strip() == (
         "error: orders failed: job: MissingSecret: the environment has no SHOP_TOKEN (ctx.secret)"
     )
+
+
+def test_the_readmes_dry_run_output_is_what_a_dry_run_prints(readme, db):
+    run, api = readme
+    api.documents["/api/orders"] = {
+        "orders": [
+            order(1, "10.50", "2024-05-01T10:00:00Z"),
+            order(2, "n/a", "2024-05-01T11:00:00Z"),
+            order(3, "7.25", "2024-05-01T12:00:00Z"),
+        ]
+    }
+    text = (ROOT / "README.md").read_text()
+    shown = text.split("**Debugging a new job: `--dry-run`.**", 1)[1].split("```\n", 2)[1]
+
+    result = run("run", "orders", "--dry-run")
+
+    assert result.returncode == 1  # a row would be refused
+    assert result.stdout == shown
+    assert db.query("SELECT to_regclass('orders')") == [(None,)]

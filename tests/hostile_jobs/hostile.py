@@ -60,3 +60,11 @@ def hostile(ctx: Context) -> Iterator[Any]:
 @job(table="by_uuid", columns={"id": "uuid", "label": "text"}, key="id", cursor="id")
 def by_uuid(ctx: Context) -> Iterator[Any]:
     yield from items(ctx)
+
+
+@job(table="leaky", columns={"id": "text"}, key="id")
+def leaky(ctx: Context) -> Iterator[Any]:
+    token = ctx.secret("LEAKY_TOKEN")
+    ctx.log.info("token_read", token=token, note=f"the token is {token}")
+    yield {"id": token}
+    raise RuntimeError(f"the source refused token {token}")
