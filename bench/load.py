@@ -4,7 +4,7 @@
 
 Every method starts from the same deterministic rows (dicts, as a job yields them) and ends
 with them committed in the table, so the work from dict to durable row is timed alike: the
-loader's `prepare` + `execute_values`, executemany's tuples, COPY's CSV text. The server runs
+loader's checks + `execute_values`, executemany's tuples, COPY's CSV text. The server runs
 with its defaults (fsync, synchronous_commit on): a commit per batch costs what it costs on a
 real database. Absolute rows/s follow the machine; the ratios are what the targets are about.
 """
@@ -130,7 +130,7 @@ def load_with_loader(conn: Connection, job: Job, rows: Sequence[Row], size: int)
     try:
         with Database(Settings(), "bench-loader", resolver=lambda _settings: resolved) as db:
             for batch in batches(rows, size):
-                changed += db.run(lambda cur, batch=batch: loader.write(cur, batch)[1])
+                changed += db.run(lambda cur, batch=batch: loader.write_rows(cur, batch).changed)
     finally:
         # The worker's wait callback is process-wide; COPY (a baseline) refuses to run under it.
         extensions.set_wait_callback(None)
