@@ -168,6 +168,9 @@ class Cli:
             "PYTHONPATH": str(ROOT),
             "DATABASE_URL": db.url,
             "USGS_FEED_URL": feed.url,
+            # Never the real FDSN service: a closed port on loopback, and no schedule.
+            "USGS_FDSN_URL": "http://127.0.0.1:9/fdsnws/event/1",
+            "EARTHQUAKES_HISTORY_SCHEDULE": "off",
             "LOG_FORMAT": "json",
             "DYNO": "test.1",
         }

@@ -142,7 +142,10 @@ def test_an_unknown_job_exits_2_and_lists_the_known_ones(cli):
     result = cli("run", "nosuchjob")
 
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: unknown job 'nosuchjob'; known jobs: earthquakes"
+    assert (
+        result.stderr.strip()
+        == "error: unknown job 'nosuchjob'; known jobs: earthquakes, earthquakes_history"
+    )
 
 
 def test_runs_json_lists_the_failure(cli, db, feed):

@@ -121,7 +121,10 @@ def test_a_trigger_from_the_cli_or_sql_runs_once_on_one_of_two_workers(workers, 
 def test_triggers_for_unknown_jobs_or_with_malformed_parameters_are_refused(cli, db):
     unknown = cli("trigger", "nosuchjob")
     assert unknown.returncode == 2
-    assert unknown.stderr.strip() == "error: unknown job 'nosuchjob'; known jobs: earthquakes"
+    assert (
+        unknown.stderr.strip()
+        == "error: unknown job 'nosuchjob'; known jobs: earthquakes, earthquakes_history"
+    )
 
     malformed = cli("trigger", "earthquakes", "--param", "=x")
     assert malformed.returncode == 1
@@ -134,7 +137,9 @@ def test_triggers_for_unknown_jobs_or_with_malformed_parameters_are_refused(cli,
     assert cli("migrate").returncode == 0
     with pytest.raises(psycopg2.errors.ForeignKeyViolation) as refused:
         db.query("INSERT INTO nightshift.triggers (job) VALUES ('nosuchjob')")
-    assert "unknown job 'nosuchjob'; known jobs: earthquakes" in str(refused.value)
+    assert "unknown job 'nosuchjob'; known jobs: earthquakes, earthquakes_history" in str(
+        refused.value
+    )
     with pytest.raises(psycopg2.errors.CheckViolation):
         db.query("INSERT INTO nightshift.triggers (job, params) VALUES ('earthquakes', '[1]')")
     with pytest.raises(psycopg2.errors.CheckViolation):  # a name the run history keeps apart

@@ -131,7 +131,10 @@ def test_lookup_of_an_unknown_name_raises_unknown_job_listing_the_known_jobs():
     with pytest.raises(UnknownJob) as raised:
         lookup(discover(), "earthquake")
 
-    assert str(raised.value) == "unknown job 'earthquake'; known jobs: earthquakes"
+    assert (
+        str(raised.value)
+        == "unknown job 'earthquake'; known jobs: earthquakes, earthquakes_history"
+    )
 
 
 def test_lookup_lists_the_known_jobs_sorted_or_says_none():
