@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests.conftest import ROOT
+from tests.fdsn import FdsnServer
 
 TOKEN = "shop-token-Distinctive-0451"
 
@@ -97,7 +98,7 @@ def rates(*days: tuple[str, float]) -> dict[str, Any]:
 
 
 def test_the_readme_declares_the_jobs_this_file_runs():
-    assert set(readme_jobs()) == {"exchange_rates", "orders"}
+    assert set(readme_jobs()) == {"exchange_rates", "orders", "quakes"}
 
 
 def test_exchange_rates_runs_any_number_of_times_from_its_date_cursor(readme, db):
@@ -199,3 +200,38 @@ def test_the_readmes_dry_run_output_is_what_a_dry_run_prints(readme, db):
     assert result.returncode == 1  # a row would be refused
     assert result.stdout == shown
     assert db.query("SELECT to_regclass('orders')") == [(None,)]
+
+
+def test_quakes_splits_refused_windows_and_pages_the_real_week_whole(readme, db):
+    run, _ = readme
+    fdsn = FdsnServer(search_limit=400)
+    try:
+        result = run(
+            "run", "quakes", "--since", "2013-08-09", "--until", "2013-08-16",
+            QUAKES_URL=fdsn.url + "/query",
+        )  # fmt: skip
+        statuses = [q.status for q in fdsn.queries()]
+    finally:
+        fdsn.close()
+
+    assert result.returncode == 0, result.stderr
+    assert db.scalar("SELECT count(*) FROM quakes") == len(fdsn.features) == 1718
+    assert 400 in statuses  # windows were refused, and split
+    assert statuses[-1] == 200
+
+
+def test_quakes_fails_with_one_line_when_a_single_day_is_too_big(readme, db):
+    run, _ = readme
+    fdsn = FdsnServer(search_limit=100)
+    try:
+        result = run(
+            "run", "quakes", "--since", "2013-08-15", "--until", "2013-08-15",
+            QUAKES_URL=fdsn.url + "/query",
+        )  # fmt: skip
+    finally:
+        fdsn.close()
+
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: quakes failed: source: ")
+    assert "exceeds search limit of 100" in line
