@@ -55,6 +55,15 @@ class Settings:
     http_read_timeout: float = 60.0
     # Retries for idempotent GETs on connection errors, 429, 502, 503, 504.
     http_retries: int = 3
+    # The whole of one response, connect to last byte, retry waits included: the read timeout
+    # applies per read, so a source trickling a byte a minute would otherwise hold a run forever.
+    http_deadline: float = 300.0
+    # A streamed body holds no memory (flat 36 MB RSS at 1M events, bench/stream.py), so this
+    # only stops a runaway source or a gzip bomb: 1 GiB is ~1.4M GeoJSON events, ~15 s to parse.
+    http_max_bytes: int = 1 << 30
+    # A body read whole (get_json, a page, get) costs ~6x its size in RSS (bench/stream.py:
+    # 71 MB held 410 MB): 32 MiB (~190 MB) leaves a 512 MB standard-1X dyno room; stream more.
+    http_max_buffered_bytes: int = 32 << 20
 
     # A new connection that cannot be made in this many seconds is an error.
     db_connect_timeout: int = 5
@@ -113,6 +122,11 @@ class Settings:
             http_connect_timeout=reader.number("HTTP_CONNECT_TIMEOUT", cls.http_connect_timeout),
             http_read_timeout=reader.number("HTTP_READ_TIMEOUT", cls.http_read_timeout),
             http_retries=reader.integer("HTTP_RETRIES", cls.http_retries, minimum=0),
+            http_deadline=reader.number("HTTP_DEADLINE", cls.http_deadline),
+            http_max_bytes=reader.integer("HTTP_MAX_BYTES", cls.http_max_bytes),
+            http_max_buffered_bytes=reader.integer(
+                "HTTP_MAX_BUFFERED_BYTES", cls.http_max_buffered_bytes
+            ),
             db_connect_timeout=reader.integer("DB_CONNECT_TIMEOUT", cls.db_connect_timeout),
             db_statement_timeout_ms=reader.integer(
                 "DB_STATEMENT_TIMEOUT_MS", cls.db_statement_timeout_ms, minimum=0

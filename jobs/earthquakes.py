@@ -17,7 +17,6 @@ from typing import Any
 
 from worker import Context, SourceError, job
 
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 FEED_URL = "https://earthquake.usgs.gov/earthquakes/feed/v1.0/summary/all_day.geojson"
 
 COLUMNS = {
@@ -60,21 +59,22 @@ COLUMNS = {
 )
 def earthquakes(ctx: Context) -> Iterator[dict[str, Any]]:
     url = os.environ.get("USGS_FEED_URL", FEED_URL)
-    ctx.scope(url)
-    feed = ctx.http.get_json(url)
-    features = feed.get("features") if isinstance(feed, dict) else None
-    if not isinstance(features, list):
-        raise SourceError("the feed has no 'features' list")
-    rows = [to_row(feature) for feature in features]
-    # Oldest revision first, so every batch can save the cursor it reached.
-    rows.sort(key=lambda row: row["updated"] or EPOCH)
-    ctx.log.info("feed_read", events=len(rows), cursor=ctx.cursor)
-    for row in rows:
+    # Taken once: batches that commit while the feed streams move ctx.cursor on.
+    cursor = ctx.scope(url)
+    read = loaded = 0
+    # Streamed, event by event, in the feed's order (newest first, revisions anywhere): the
+    # engine saves the cursor with the run's last batch, once every row is in.
+    features = ctx.http.json_items(url, "features", missing="the feed has no 'features' list")
+    for feature in features:
+        read += 1
+        row = to_row(feature)
         if not in_window(row["time"], ctx.since, ctx.until):
             continue  # a backfill (--since/--until) takes only events of those days
         # >= : events sharing the saved timestamp may not all have been committed.
-        if ctx.cursor is None or row["updated"] is None or row["updated"] >= ctx.cursor:
+        if cursor is None or row["updated"] is None or row["updated"] >= cursor:
+            loaded += 1
             yield row
+    ctx.log.info("feed_read", events=read, loaded=loaded, cursor=cursor)
 
 
 def in_window(time: dt.datetime | None, since: dt.date | None, until: dt.date | None) -> bool:

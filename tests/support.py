@@ -6,11 +6,12 @@ import copy
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 FIXTURE = Path(__file__).parent / "fixtures" / "usgs_all_day_2016-11-03.geojson"
 
@@ -197,6 +198,77 @@ class WebhookServer:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_port}/services/T000/B000/s3cr3tPath"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@dataclass
+class Seen:
+    """One request a StubServer received."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    at: float  # time.monotonic() when it arrived
+
+
+# What a StubServer answers: a status, headers, and a body — bytes (sent with its length), or
+# an iterable of bytes (each piece sent and flushed as it comes; the connection closes after).
+Answer = tuple[int, dict[str, str], bytes | Iterable[bytes]]
+
+
+class StubServer:
+    """A real HTTP server on 127.0.0.1 whose every answer a test computes from the request:
+    `answer(seen) -> (status, headers, body)`. Requests are recorded in `requests`."""
+
+    def __init__(self, answer: Callable[[Seen], Answer]) -> None:
+        self.answer = answer
+        self.requests: list[Seen] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                parts = urlsplit(self.path)
+                seen = Seen(
+                    self.command,
+                    parts.path,
+                    parse_qs(parts.query, keep_blank_values=True),
+                    dict(self.headers),
+                    time.monotonic(),
+                )
+                server.requests.append(seen)
+                status, headers, body = server.answer(seen)
+                try:
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    if isinstance(body, bytes):
+                        if "Content-Length" not in headers:
+                            self.send_header("Content-Length", str(len(body)))
+                        self.end_headers()
+                        self.wfile.write(body)
+                        return
+                    self.close_connection = True
+                    self.end_headers()
+                    for piece in body:
+                        self.wfile.write(piece)
+                        self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the client gave up: often the test's point
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self._server.server_port}{path}"
 
     def close(self) -> None:
         self._server.shutdown()

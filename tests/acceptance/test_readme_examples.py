@@ -3,10 +3,13 @@ twice and more: so no README example can rot."""
 
 from __future__ import annotations
 
+import datetime as dt
+import gzip
 import json
 import re
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -27,8 +30,17 @@ def readme_jobs() -> dict[str, str]:
     return dict(blocks)
 
 
+@dataclass
+class Raw:
+    """An answer as bytes, with its headers."""
+
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
 class Api:
-    """A real HTTP server: each path answers the JSON document set for it; requests recorded."""
+    """A real HTTP server: each path answers what is set for it — a JSON document, a `Raw`
+    answer, or a function of the query giving one; requests recorded."""
 
     def __init__(self) -> None:
         self.documents: dict[str, Any] = {}
@@ -45,12 +57,17 @@ class Api:
                         "headers": dict(self.headers),
                     }
                 )
-                body = json.dumps(api.documents.get(parts.path, {})).encode()
+                answer = api.documents.get(parts.path, {})
+                if callable(answer):
+                    answer = answer(parse_qs(parts.query))
+                if not isinstance(answer, Raw):
+                    answer = Raw(json.dumps(answer).encode(), {"Content-Type": "application/json"})
                 self.send_response(200 if parts.path in api.documents else 404)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
+                for name, value in answer.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(answer.body)))
                 self.end_headers()
-                self.wfile.write(body)
+                self.wfile.write(answer.body)
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -81,6 +98,8 @@ def readme(tmp_path: Path, cli) -> Iterator[tuple[Any, Api]]:
         "RATES_URL": api.url("/rates"),
         "SHOP_URL": api.url("/api/orders?api_key=query-Secret-0451"),
         "SHOP_TOKEN": TOKEN,
+        "STATIONS_CSV_URL": api.url("/stations.csv.gz"),
+        "EVENTS_URL": api.url("/export.ndjson"),
     }
 
     def run(*args: str, **extra: str):
@@ -98,7 +117,14 @@ def rates(*days: tuple[str, float]) -> dict[str, Any]:
 
 
 def test_the_readme_declares_the_jobs_this_file_runs():
-    assert set(readme_jobs()) == {"exchange_rates", "orders", "quakes"}
+    assert set(readme_jobs()) == {
+        "exchange_rates",
+        "orders",
+        "quakes",
+        "shop_orders",
+        "stations",
+        "events",
+    }
 
 
 def test_exchange_rates_runs_any_number_of_times_from_its_date_cursor(readme, db):
@@ -235,3 +261,72 @@ def test_quakes_fails_with_one_line_when_a_single_day_is_too_big(readme, db):
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("error: quakes failed: source: ")
     assert "exceeds search limit of 100" in line
+
+
+def test_shop_orders_walks_the_link_header_pages_with_its_token_twice(readme, db):
+    run, api = readme
+    pages = [
+        [order(1, "1.00", "2024-05-01T10:00:00Z"), order(2, "2.00", "2024-05-01T10:01:00Z")],
+        [order(3, "3.00", "2024-05-01T10:02:00Z"), order(4, "4.00", "2024-05-01T10:03:00Z")],
+        [order(5, "5.00", "2024-05-01T10:04:00Z")],
+    ]
+
+    def page(query: dict) -> Raw:
+        number = int(query.get("page", ["1"])[0])
+        headers = {"Content-Type": "application/json"}
+        if number < len(pages):
+            headers["Link"] = f'<{api.url("/api/orders")}?page={number + 1}>; rel="next"'
+        return Raw(json.dumps({"orders": pages[number - 1]}).encode(), headers)
+
+    api.documents["/api/orders"] = page
+
+    first = run("run", "shop_orders")
+    second = run("run", "shop_orders")
+
+    assert (first.returncode, second.returncode) == (0, 0), second.stderr
+    assert db.scalar("SELECT count(*) FROM shop_orders") == 5
+    asked = [r for r in api.requests if r["path"] == "/api/orders"]
+    assert len(asked) == 6  # three pages, twice
+    assert {r["headers"]["Authorization"] for r in asked} == {f"Bearer {TOKEN}"}
+    assert asked[3]["query"]["updated_since"] == ["2024-05-01T10:04:00+00:00"]
+    assert not db.state("shop_orders").get("pagination")  # a finished walk keeps no position
+    [finished] = second.events("job_finished")
+    assert (finished["rows"], finished["changed"]) == (5, 0)
+
+
+def test_stations_reads_a_gzipped_latin1_csv_export_row_by_row(readme, db):
+    run, api = readme
+    text = "code;name;elevation;opened\nZRH;Zürich;408;1960-01-01\nGVA;Genève;;\n"
+    api.documents["/stations.csv.gz"] = Raw(
+        gzip.compress(text.encode("latin-1")), {"Content-Type": "text/csv"}
+    )
+
+    results = [run("run", "stations") for _ in range(2)]
+
+    assert [r.returncode for r in results] == [0, 0], results[-1].stderr
+    assert db.query("SELECT code, name, elevation_m, opened FROM stations ORDER BY code") == [
+        ("GVA", "Genève", None, None),
+        ("ZRH", "Zürich", 408.0, dt.date(1960, 1, 1)),
+    ]
+
+
+def test_events_streams_an_ndjson_export_and_asks_since_its_cursor(readme, db):
+    run, api = readme
+    lines = [
+        {"id": "e1", "type": "login", "time": "2024-06-01T08:00:00Z"},
+        {"id": "e2", "type": "logout", "time": "2024-06-01T09:00:00Z"},
+        {"id": "e3", "type": "login", "time": "2024-06-01T10:00:00Z"},
+    ]
+    body = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    api.documents["/export.ndjson"] = Raw(body, {"Content-Type": "application/x-ndjson"})
+
+    results = [run("run", "events") for _ in range(2)]
+
+    assert [r.returncode for r in results] == [0, 0], results[-1].stderr
+    assert db.query("SELECT id, kind FROM events ORDER BY id") == [
+        ("e1", "login"),
+        ("e2", "logout"),
+        ("e3", "login"),
+    ]
+    asked = [r["query"] for r in api.requests if r["path"] == "/export.ndjson"]
+    assert asked == [{}, {"since": ["2024-06-01T10:00:00+00:00"]}]

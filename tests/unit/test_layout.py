@@ -17,6 +17,15 @@ FORBIDDEN = {
     "store": ("worker.run", "worker.service", "worker.cli"),
     "run": ("worker.service", "worker.cli"),
     "service": ("worker.cli",),
+    # Where a job's data comes from: HTTP, readers, pagination; no runs, state or database.
+    "source": (
+        "worker.run",
+        "worker.service",
+        "worker.store",
+        "worker.database",
+        "worker.registry",
+        "worker.cli",
+    ),
 }
 
 
@@ -39,7 +48,7 @@ def runtime_imports(tree: ast.Module) -> list[str]:
 
 
 def test_the_tree_is_where_the_layout_test_looks() -> None:
-    assert {"database", "run", "service", "store"} <= {p.name for p in WORKER.iterdir()}
+    assert {"database", "run", "service", "source", "store"} <= {p.name for p in WORKER.iterdir()}
     assert len(MODULES) > 30
 
 

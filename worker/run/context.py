@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 from worker.errors import MissingSecret
-from worker.http import Session
-from worker.redact import register_secret
+from worker.redact import register_secret, safe_url
 from worker.run.state import StateTracker
+from worker.source.http import Session
+from worker.source.pages import full_url
+from worker.source.paginators import Paginator
 
 
 @dataclass
@@ -61,3 +63,41 @@ class Context:
         """Save these values with the next batch: call it once the rows they cover are yielded."""
         if self._state is not None:
             self._state.checkpoint(values)
+
+    def paginate(
+        self,
+        url: str,
+        paginator: Paginator,
+        *,
+        items: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        key: str = "pagination",
+        **request: Any,
+    ) -> Iterator[Any]:
+        """The items of every page of a paginated JSON API, one by one (`items`: the path of
+        each page's list; none: the page is the list), resuming where a run cut short stopped.
+
+        The next page's position is checkpointed under `key` as the job takes each page's last
+        item, so it is saved with the batch that holds that item's row: yield each item's rows
+        before taking the next item. A run killed after the batch holding page 37 committed
+        starts again at page 38. The position belongs to this request (URL, `params` and the
+        kind of paginator): another one starts from the first page. When the pages end, the
+        position is cleared, so the next run starts from the first page (or from its cursor,
+        if the job sends it in `params`). `request`: anything `ctx.http.get` takes (`auth=`,
+        `headers=`)."""
+        start = f"{type(paginator).__name__} GET {safe_url(full_url(url, params))}"
+        saved = self.state.get(key)
+        resume = None
+        if isinstance(saved, Mapping) and saved.get("start") == start:
+            resume = saved.get("next")
+            self.log.info("pagination_resumed", key=key, position=resume)
+        walk = self.http.pages(url, paginator, items=items, params=params, resume=resume, **request)
+        for page in walk:
+            mark = {key: {"start": start, "next": page.next} if page.next else None}
+            if not page.items:
+                self.checkpoint(**mark)
+            for index, item in enumerate(page.items, start=1):
+                if index == len(page.items):
+                    self.checkpoint(**mark)
+                yield item
+        self.checkpoint(**{key: None})

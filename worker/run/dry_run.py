@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from config import Settings
 from worker.database import Database
-from worker.http import Session
 from worker.logs import get_logger
 from worker.registry import Job
 from worker.run.context import Context
@@ -23,6 +22,7 @@ from worker.run.loader import Checked, Loader, Refusal
 from worker.run.request import RunRequest
 from worker.run.rows import job_rows
 from worker.run.state import StateTracker
+from worker.source.http import Session
 from worker.store import queries
 from worker.store.migrate import ensure_table
 

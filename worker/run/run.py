@@ -19,7 +19,6 @@ from config import Settings
 from worker.alerts import send_failure_alert
 from worker.database import Database, DatabaseError
 from worker.errors import ShutdownRequested
-from worker.http import Session
 from worker.logs import get_logger
 from worker.redact import redact
 from worker.registry import Job
@@ -37,6 +36,7 @@ from worker.run.errors import (
 from worker.run.request import RunRequest
 from worker.run.rows import job_rows
 from worker.run.state import StateTracker
+from worker.source.http import Session
 from worker.store import queries
 
 if TYPE_CHECKING:  # the process's stop flag, set by signals (worker.service.shutdown)
