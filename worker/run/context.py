@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from config import Settings
 from worker.errors import MissingSecret
+from worker.logs import get_logger
 from worker.redact import register_secret, safe_url
+from worker.run.request import RunRequest
 from worker.run.state import StateTracker
 from worker.source.http import Session
 from worker.source.pages import full_url
@@ -30,6 +33,30 @@ class Context:
     since: dt.date | None = None  # a backfill window (`--since/--until`), either end open
     until: dt.date | None = None
     _state: StateTracker | None = field(default=None, repr=False)
+
+    @classmethod
+    def for_run(
+        cls,
+        settings: Settings,
+        job: str,
+        run_id: int,
+        request: RunRequest,
+        tracker: StateTracker,
+        stop_check: Callable[[], None],
+    ) -> Context:
+        """The context of one run: a fresh HTTP session (closed with it) that stops when
+        `stop_check` raises, the job's logger, the request's parameters, the run's state."""
+        return cls(
+            job=job,
+            run_id=run_id,
+            http=Session(settings, before_request=stop_check),
+            log=get_logger(f"jobs.{job}"),
+            params=dict(request.params),
+            full_refresh=request.full_refresh,
+            since=request.since,
+            until=request.until,
+            _state=tracker,
+        )
 
     @property
     def state(self) -> Mapping[str, Any]:

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from config import Settings
 from worker.database import Database
-from worker.logs import get_logger
 from worker.registry import Job
 from worker.run.context import Context
 from worker.run.errors import Unconvertible
@@ -22,7 +21,6 @@ from worker.run.loader import Checked, Loader, Refusal
 from worker.run.request import RunRequest
 from worker.run.rows import job_rows
 from worker.run.state import StateTracker
-from worker.source.http import Session
 from worker.store import queries
 from worker.store.migrate import ensure_table
 
@@ -80,16 +78,8 @@ class DryRun:
             window = request.since is not None or request.until is not None
             tracker = StateTracker(self.job, state, request.full_refresh, window=window)
             self.report.cursor_from = tracker.cursor
-            ctx = Context(
-                job=self.job.name,
-                run_id=0,
-                http=Session(self.settings, before_request=self.shutdown.check),
-                log=get_logger(f"jobs.{self.job.name}"),
-                params=dict(request.params),
-                full_refresh=request.full_refresh,
-                since=request.since,
-                until=request.until,
-                _state=tracker,
+            ctx = Context.for_run(
+                self.settings, self.job.name, 0, request, tracker, self.shutdown.check
             )
             batch: list[Checked] = []
             with ctx.http:

@@ -36,7 +36,6 @@ from worker.run.errors import (
 from worker.run.request import RunRequest
 from worker.run.rows import job_rows
 from worker.run.state import StateTracker
-from worker.source.http import Session
 from worker.store import queries
 
 if TYPE_CHECKING:  # the process's stop flag, set by signals (worker.service.shutdown)
@@ -242,16 +241,8 @@ class Run:
             max_rows=self.settings.batch_size,
             max_bytes=self.settings.batch_max_bytes,
         )
-        ctx = Context(
-            job=self.job.name,
-            run_id=self.run_id,
-            http=Session(self.settings, before_request=self.shutdown.check),
-            log=get_logger(f"jobs.{self.job.name}"),
-            params=dict(request.params),
-            full_refresh=request.full_refresh,
-            since=request.since,
-            until=request.until,
-            _state=tracker,
+        ctx = Context.for_run(
+            self.settings, self.job.name, self.run_id, request, tracker, self.shutdown.check
         )
         with ctx.http:
             for row in job_rows(self.job, ctx, self.shutdown):
