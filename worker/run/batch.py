@@ -106,14 +106,9 @@ class BatchWriter:
 
     def add(self, row: Any) -> bool:
         """Take one row (checked now, or refused); True when the batch is full: flush it."""
-        try:
-            checked = self.loader.check(row)
-            self.tracker.observe(row)
-        except Unconvertible as exc:
-            self.refused.append(Refusal(row, f"cursor column {self.job.cursor!r}: {exc}", False))
-            return False
-        except ValueError as exc:
-            self.refused.append(Refusal(row, str(exc), False))
+        checked = admit(self.loader, self.tracker, row)
+        if isinstance(checked, Refusal):
+            self.refused.append(checked)
             return False
         self.buffer.append(checked)
         self.buffered_bytes += checked.size
@@ -190,6 +185,18 @@ class BatchWriter:
         queries.save_reject(
             cur, self.job.name, self.run_id, self._key(refusal), document, refusal.error
         )
+
+
+def admit(loader: Loader, tracker: StateTracker, row: Any) -> Checked | Refusal:
+    """A row checked against the declaration, its cursor noted; or why it is refused."""
+    try:
+        checked = loader.check(row)
+        tracker.observe(row)
+    except Unconvertible as exc:
+        return Refusal(row, f"cursor column {loader.job.cursor!r}: {exc}", False)
+    except ValueError as exc:
+        return Refusal(row, str(exc), False)
+    return checked
 
 
 def _as_json(value: Any) -> str:

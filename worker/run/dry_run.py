@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from config import Settings
 from worker.database import Database
 from worker.registry import Job
+from worker.run.batch import admit
 from worker.run.context import Context
-from worker.run.errors import Unconvertible
 from worker.run.loader import Checked, Loader, Refusal
 from worker.run.request import RunRequest
 from worker.run.rows import job_rows
@@ -85,14 +85,9 @@ class DryRun:
             with ctx.http:
                 for row in job_rows(self.job, ctx, self.shutdown):
                     self.report.yielded += 1
-                    try:
-                        checked = self.loader.check(row)
-                        tracker.observe(row)
-                    except ValueError as exc:
-                        where = ""
-                        if isinstance(exc, Unconvertible):
-                            where = f"cursor column {self.job.cursor!r}: "
-                        self._refused([Refusal(row, f"{where}{exc}", False)])
+                    checked = admit(self.loader, tracker, row)
+                    if isinstance(checked, Refusal):
+                        self._refused([checked])
                         continue
                     batch.append(checked)
                     if len(batch) >= self.settings.batch_size:

@@ -125,14 +125,12 @@ class Run:
         """The status and the one-line error of a run that `exc` ended; at DEBUG, its trace."""
         if isinstance(exc, ShutdownRequested):
             return "interrupted", "shutdown requested"
-        if isinstance(exc, RunError):
-            error = exc.describe()
-        elif isinstance(exc, DatabaseError):
-            error = f"{cause}: {exc}"
-        else:
-            error = Unexpected(f"{type(exc).__name__}: {exc}").describe()
+        if isinstance(exc, RunError):  # ours, one line (a job's own trace: worker.run.rows)
+            return "failed", exc.describe()
         log.debug("run_failed_here", exc_info=exc)
-        return "failed", error
+        if isinstance(exc, DatabaseError):
+            return "failed", f"{cause}: {exc}"
+        return "failed", Unexpected(f"{type(exc).__name__}: {exc}").describe()
 
     # -- loading and recording -------------------------------------------------------------------
     def _load_and_record(self, db: Database, state: dict[str, Any]) -> None:

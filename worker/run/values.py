@@ -14,6 +14,7 @@ import math
 import uuid
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
+from functools import cache
 from typing import Any
 
 from worker.run.errors import Unconvertible
@@ -33,6 +34,7 @@ def base_type(sql_type: str) -> str:
     return sql_type.strip().lower().split("(")[0].strip()
 
 
+@cache  # once per column type: a cursor's or a version's value is converted for every row
 def converter(sql_type: str) -> Callable[[Any], Any] | None:
     """How to convert a value for a column of `sql_type`; None when the type has no order
     Nightshift knows (such a column cannot be a cursor or a version)."""

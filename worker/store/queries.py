@@ -157,13 +157,6 @@ def held_progress(cur: Any, run_id: int) -> HeldProgress | None:
     return None if row is None else HeldProgress(*row)
 
 
-def run_batches(cur: Any, run_id: int) -> int | None:
-    """How many batches the database holds for this run (None: it does not know the run)."""
-    _execute(cur, "run_batches", {"run_id": run_id})
-    row = cur.fetchone()
-    return None if row is None else int(row[0])
-
-
 def finish_run(cur: Any, run_id: int, status: str, error: str | None, reconnects: int = 0) -> None:
     _execute(
         cur,

@@ -31,9 +31,6 @@ SET state = EXCLUDED.state, run_id = EXCLUDED.run_id, updated_at = EXCLUDED.upda
 -- name: load_state
 SELECT state FROM nightshift.job_state WHERE job = %(job)s;
 
--- name: run_batches
-SELECT batches FROM nightshift.runs WHERE id = %(run_id)s;
-
 -- name: finish_run
 UPDATE nightshift.runs
 SET status = %(status)s, error = %(error)s, reconnects = %(reconnects)s, finished_at = now()
