@@ -4,12 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test setup postgres lint bench db-stop clean
+.PHONY: run test setup postgres browser lint bench db-stop clean
 
 run: setup  ## start the worker on DATABASE_URL, or on the embedded local cluster
 	$(BIN)/python -m worker
 
-test: setup  ## the whole suite, against real PostgreSQL servers the tests start
+test: setup browser  ## the whole suite, against real PostgreSQL servers the tests start
 	$(BIN)/python -m pytest
 
 setup: $(STAMP) postgres
@@ -22,10 +22,15 @@ $(STAMP): requirements.txt requirements-dev.txt
 postgres:
 	@scripts/ensure-postgres
 
+browser:  ## Debian's Chromium and ChromeDriver, for tests/browser/ only (`run` needs none)
+	@scripts/ensure-chromium
+
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-bench: setup
+bench: setup  ## throughput.py (worker, COPY, execute_values, dlt; ~8 min), then load.py
+	$(BIN)/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/load.py
 
 db-stop: setup  ## stop the embedded cluster

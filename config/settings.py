@@ -42,6 +42,9 @@ class Settings:
     data_dir: Path = PROJECT_ROOT / ".data"
     # The package whose modules declare the jobs (tests point it at jobs of their own).
     jobs_package: str = "jobs"
+    # The project's migration files (NNNN_name.sql), applied once each, in order, by `migrate`:
+    # how a job table's column type or key changes. Relative to the project root.
+    migrations_dir: Path = PROJECT_ROOT / "migrations"
 
     # Rows per batch, and per transaction. bench/load.py measured execute_values flat from
     # 500 to 5000 rows per page; 1000 keeps a transaction short and a replay cheap.
@@ -90,14 +93,28 @@ class Settings:
     # SIGTERM: Heroku kills 30 s after it; we finish the batch and exit well before.
     shutdown_grace_seconds: float = 20.0
 
-    # A failed run POSTs a short JSON message here (Slack-compatible `text`), once.
+    # A failed run (or one that refused rows) POSTs a short JSON message here (Slack-compatible
+    # `text`); so does the first success after failed runs (recovered).
     alert_webhook_url: str | None = field(default=None, repr=False)
+    # A webhook that is down, slow or busy (connection error, timeout, 5xx, 429) is tried again:
+    # at most alert_attempts times, all within alert_deadline s, so a run's end (and a shutdown)
+    # never waits on it longer; waits double from alert_retry_delay, each at most alert_max_delay
+    # (a Retry-After included). 4 attempts of 5 s at most plus 1 + 2 + 4 s of waits fit in 30 s.
+    alert_attempts: int = 4
+    alert_deadline: float = 30.0
+    alert_retry_delay: float = 1.0
+    alert_max_delay: float = 10.0
 
     log_format: str = "auto"  # auto | json | console
     log_level: str = "INFO"
 
     # Heroku sets DYNO (web.1, worker.1, run.1234); recorded with each run.
     dyno: str = field(default_factory=lambda: os.uname().nodename)
+
+    # The status page (`python -m worker web`): its HTTP Basic password. Unset, the page refuses
+    # to start; any user name is accepted. Heroku sets PORT for a web dyno; 8000 locally.
+    status_password: str | None = field(default=None, repr=False)
+    port: int = 8000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -117,6 +134,7 @@ class Settings:
             resolver_interval=reader.number("RESOLVER_INTERVAL", cls.resolver_interval),
             data_dir=Path(reader.text("NIGHTSHIFT_DATA_DIR") or PROJECT_ROOT / ".data"),
             jobs_package=reader.text("JOBS_PACKAGE") or cls.jobs_package,
+            migrations_dir=PROJECT_ROOT / (reader.text("MIGRATIONS_DIR") or "migrations"),
             batch_size=reader.integer("BATCH_SIZE", cls.batch_size, minimum=1),
             batch_max_bytes=reader.integer("BATCH_MAX_BYTES", cls.batch_max_bytes, minimum=1024),
             http_connect_timeout=reader.number("HTTP_CONNECT_TIMEOUT", cls.http_connect_timeout),
@@ -149,11 +167,17 @@ class Settings:
                 "SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds
             ),
             alert_webhook_url=reader.text("ALERT_WEBHOOK_URL"),
+            alert_attempts=reader.integer("ALERT_ATTEMPTS", cls.alert_attempts),
+            alert_deadline=reader.number("ALERT_DEADLINE", cls.alert_deadline),
+            alert_retry_delay=reader.number("ALERT_RETRY_DELAY", cls.alert_retry_delay),
+            alert_max_delay=reader.number("ALERT_MAX_DELAY", cls.alert_max_delay),
             log_format=reader.choice("LOG_FORMAT", "auto", ("auto", "json", "console")),
             log_level=reader.choice(
                 "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"), upper=True
             ),
             dyno=reader.text("DYNO") or os.uname().nodename,
+            status_password=reader.text("STATUS_PASSWORD"),
+            port=reader.integer("PORT", cls.port),
         )
         return settings
 

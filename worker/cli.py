@@ -26,8 +26,15 @@ from worker.run.rejects import replay_rejects
 from worker.run.request import MANUAL, QUEUED, RunRequest, parse_params, window
 from worker.service.cron import next_fire
 from worker.store import queries
-from worker.store.migrate import migrate, migrations
-from worker.store.records import RunRecord, ServerFacts
+from worker.store.drift import Difference, compare, counted, report
+from worker.store.migrate import (
+    job_migration_files,
+    job_migrations_applied,
+    migrate,
+    migrations,
+    shown,
+)
+from worker.store.records import Enqueued, RunRecord, ServerFacts
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
 # An operator asking `check`, `jobs` or `runs` wants an answer soon, not a ridden-out outage.
@@ -66,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands.add_parser("migrate", help="create or upgrade the tables")
     commands.add_parser("check", help="where the database is, and what it is")
+    web = commands.add_parser("web", help="serve the status page on $PORT (needs STATUS_PASSWORD)")
+    web.add_argument("--host", default="0.0.0.0", help="address to listen on (Heroku: 0.0.0.0)")
     return parser
 
 
@@ -96,7 +105,7 @@ def main(argv: list[str]) -> int:
     try:
         settings = Settings.from_env()
         # Logs share stdout with the worker's stream; commands that print results log to stderr.
-        printing = command not in ("serve", "run") or getattr(args, "dry_run", False)
+        printing = command not in ("serve", "run", "web") or getattr(args, "dry_run", False)
         stream = sys.stderr if printing else sys.stdout
         logs.configure(settings.log_format, settings.log_level, stream)
         jobs = discover(settings.jobs_package)
@@ -166,16 +175,22 @@ def cmd_trigger(settings: Settings, jobs: Mapping[str, Job], args: argparse.Name
     job = lookup(jobs, args.job)
     request = _request(args, QUEUED)
 
-    def enqueue(cur: Any) -> int:
+    def enqueue(cur: Any) -> Enqueued:
         migrate(cur, jobs.values())
-        return queries.enqueue_request(
+        return queries.request_run(
             cur, job.name, dict(request.params), request.full_refresh,
             request.since, request.until, requested_by=f"cli@{settings.dyno}",
         )  # fmt: skip
 
     with Database(settings, "nightshift:trigger") as db:
-        request_id = db.run(enqueue, budget=_cli_budget(settings))
-    _out(f"queued request {request_id} to run {job.name}; a running worker picks it up")
+        done = db.run(enqueue, budget=_cli_budget(settings))
+    if done.joined:  # an identical request is still pending: its run serves this one too
+        _out(
+            f"joined pending request {done.id} for {job.name} (queued at"
+            f" {_when(done.requested_at)}); no new run queued"
+        )
+    else:
+        _out(f"queued request {done.id} to run {job.name}; a running worker picks it up")
     return EXIT_OK
 
 
@@ -258,20 +273,30 @@ def cmd_rejects(settings: Settings, jobs: Mapping[str, Job], args: argparse.Name
 
 
 def cmd_migrate(settings: Settings, jobs: Mapping[str, Job], _args: argparse.Namespace) -> int:
+    folder = settings.migrations_dir
     with Database(settings, "nightshift:migrate") as db:
-        done = db.run(lambda cur: migrate(cur, jobs.values()))
-    _out(f"migrations applied: {', '.join(done['migrations']) or 'none needed'}")
-    _out(f"tables created or extended: {', '.join(done['tables']) or 'none needed'}")
+        done = db.run(lambda cur: migrate(cur, jobs.values(), job_migrations_dir=folder))
+    if done.refused:
+        for line in done.refusal():
+            _fail(line)
+        for line in done.remedy():
+            print(redact(line), file=sys.stderr)
+        return EXIT_FAILED
+    _out(f"migrations applied: {', '.join(done.migrations) or 'none needed'}")
+    _out(f"migration files applied: {', '.join(done.job_migrations) or 'none'} ({shown(folder)})")
+    _out(f"tables created or extended: {', '.join(done.tables) or 'none needed'}")
     return EXIT_OK
 
 
-def cmd_check(settings: Settings, _jobs: Mapping[str, Job], _args: argparse.Namespace) -> int:
+def cmd_check(settings: Settings, jobs: Mapping[str, Job], _args: argparse.Namespace) -> int:
+    files = job_migration_files(settings.migrations_dir)
 
-    def inspect(cur: Any) -> tuple[ServerFacts, int]:
-        return queries.server_facts(cur), queries.migrations_applied(cur)
+    def inspect(cur: Any) -> tuple[ServerFacts, int, set[int], list[Difference]]:
+        facts, applied = queries.server_facts(cur), queries.migrations_applied(cur)
+        return facts, applied, job_migrations_applied(cur), compare(cur, jobs.values())
 
     with Database(settings, "nightshift:check", writable=False) as db:
-        facts, applied = db.run(inspect, budget=_cli_budget(settings))
+        facts, applied, files_applied, found = db.run(inspect, budget=_cli_budget(settings))
         source = db.resolved.describe() if db.resolved else "?"
     _out(f"database:  {source}")
     _out(f"server:    PostgreSQL {facts.server_version}")
@@ -279,6 +304,25 @@ def cmd_check(settings: Settings, _jobs: Mapping[str, Job], _args: argparse.Name
     role = "standby (in recovery)" if facts.in_recovery else "primary"
     _out(f"read-only: {'yes' if facts.read_only else 'no'} ({role})")
     _out(f"schema:    {applied}/{len(migrations())} migrations applied")
+    waiting = [path.name for version, _, path in files if version not in files_applied]
+    done = f"{len(files) - len(waiting)}/{len(files)} migration files in"
+    _out(f"files:     {done} {shown(settings.migrations_dir)} applied" + (
+        f"; waiting: {', '.join(waiting)} (run migrate)" if waiting else ""
+    ))  # fmt: skip
+    for line in report(found):
+        _out(line)
+    drift = [difference for difference in found if difference.drift]
+    if drift:
+        _fail(f"{counted(drift)}; see above")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_web(settings: Settings, jobs: Mapping[str, Job], args: argparse.Namespace) -> int:
+    from worker.web import create_app
+    from worker.web.serve import serve
+
+    serve(settings, create_app(settings, jobs), args.host)  # refuses without STATUS_PASSWORD
     return EXIT_OK
 
 
@@ -291,6 +335,7 @@ COMMANDS: dict[str, Callable[[Settings, Mapping[str, Job], argparse.Namespace], 
     "rejects": cmd_rejects,
     "migrate": cmd_migrate,
     "check": cmd_check,
+    "web": cmd_web,
 }
 
 

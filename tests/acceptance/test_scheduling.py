@@ -216,13 +216,20 @@ def test_a_webhook_answering_500_is_logged_and_never_fails_the_job_further(cli, 
     webhook.status = 500
     feed.fail(503)
 
-    result = cli("run", "earthquakes", ALERT_WEBHOOK_URL=webhook.url, HTTP_RETRIES="0")
+    result = cli(
+        "run",
+        "earthquakes",
+        ALERT_WEBHOOK_URL=webhook.url,
+        HTTP_RETRIES="0",
+        ALERT_RETRY_DELAY="0.05",
+    )
 
     assert result.returncode == 1  # the run's own failure, nothing more
-    assert len(webhook.received) == 1
-    [failed] = result.events("alert_failed")
-    assert failed["reason"] == "answered 500"
-    assert failed["host"].startswith("127.0.0.1:")
+    assert len(webhook.received) == 4  # ALERT_ATTEMPTS, then it gives up
+    failed = result.events("alert_failed")
+    assert [f["reason"] for f in failed] == ["answered 500"] * 4
+    assert failed[-1]["gave_up"] == "4 attempt(s) made"
+    assert all(f["host"].startswith("127.0.0.1:") for f in failed)
     assert db.runs()[-1]["error"].endswith("answered 503 Service Unavailable")
     assert "Traceback" not in result.stdout + result.stderr
 

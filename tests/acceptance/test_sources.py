@@ -62,13 +62,13 @@ KINDS = {"page": "PageNumber", "link": "LinkHeader", "next": "NextUrl", "cursor"
 KINDS["offset"] = "Offset"
 
 
-def position_of_page_38(api: PagedApi) -> dict:
+def position_of_page(api: PagedApi, page: int) -> dict:
     return {
-        "page": {"page": 38},
-        "link": {"url": f"{api.server.url('/items')}?page=38"},
-        "next": {"url": f"{api.server.url('/items')}?page=38"},
-        "cursor": {"cursor": "c38"},
-        "offset": {"offset": 370},
+        "page": {"page": page},
+        "link": {"url": f"{api.server.url('/items')}?page={page}"},
+        "next": {"url": f"{api.server.url('/items')}?page={page}"},
+        "cursor": {"cursor": f"c{page}"},
+        "offset": {"offset": (page - 1) * PER_PAGE},
     }[api.style]
 
 
@@ -79,40 +79,47 @@ def api(request) -> Iterator[PagedApi]:
     server.close()
 
 
-def test_a_run_killed_on_page_38_resumes_at_page_38_and_loads_every_item_once(cli, db, gate, api):
+def test_a_run_killed_on_page_39_resumes_at_page_39_and_loads_every_item_once(cli, db, gate, api):
     env = {**JOBS, "PAGED_URL": api.url, "PAGED_PAGINATOR": api.style, "BATCH_SIZE": "10"}
     assert cli("migrate", **env).returncode == 0
     gate.install(table="paged", after=370)  # batches 1-37 (pages 1-37) commit, 38 waits
 
     process = cli.spawn("run", "paged", **env)
     try:
-        wait_for(gate.waiting, what="batch 38 to wait at the gate")
+        [session] = wait_for(gate.waiting, what="batch 38 to wait at the gate")
+        # One batch in flight: while 38 is at the server, the job reads page 39, then waits.
+        wait_for(lambda: 39 in api.asked, what="page 39 read while batch 38 is written")
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
     finally:
         process.kill()
         gate.open()
+    wait_for(
+        lambda: not db.query("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (session,)),
+        what="the dead process's session to end",
+    )
 
-    # The batch of page 37 committed with the position of page 38: it was checkpointed as the
-    # job took page 37's last item, so it is saved with the batch that holds that item's row.
-    assert api.asked == list(range(1, 39))
-    assert db.scalar("SELECT count(*) FROM paged") == 370
+    # No batch past the one in flight was sent. Batch 38, at the server when its client died,
+    # committed whole (one statement) with the position of page 39: it was checkpointed as the
+    # job took page 38's last item, so it is saved with the batch that holds that item's row.
+    assert api.asked == list(range(1, 40))
+    assert db.scalar("SELECT count(*) FROM paged") == 380
     start = f"{KINDS[api.style]} GET {api.url}"
-    assert db.state("paged") == {"pagination": {"start": start, "next": position_of_page_38(api)}}
+    assert db.state("paged") == {"pagination": {"start": start, "next": position_of_page(api, 39)}}
 
     api.asked.clear()
     rerun = cli("run", "paged", "--wait", **env)
 
     assert rerun.returncode == 0, rerun.stderr
     past_the_end = [81] if api.style in ("page", "offset") else []  # the empty page ends it
-    assert api.asked == list(range(38, 81)) + past_the_end
+    assert api.asked == list(range(39, 81)) + past_the_end
     [resumed] = rerun.events("pagination_resumed")
-    assert resumed["position"] == position_of_page_38(api)
+    assert resumed["position"] == position_of_page(api, 39)
     ids = [row[0] for row in db.query("SELECT id FROM paged ORDER BY id")]
     assert ids == list(range(1, PAGES * PER_PAGE + 1))
     dead, second = db.runs()
-    assert (dead["status"], dead["rows"], dead["batches"]) == ("abandoned", 370, 37)
-    assert (second["status"], second["rows"], second["changed"]) == ("succeeded", 430, 430)
+    assert (dead["status"], dead["rows"], dead["batches"]) == ("abandoned", 380, 38)
+    assert (second["status"], second["rows"], second["changed"]) == ("succeeded", 420, 420)
     assert db.state("paged") == {"pagination": None}
 
     api.asked.clear()

@@ -38,8 +38,11 @@ def conn(db) -> Iterator[Any]:
 
 
 def migrated(conn: Any, *jobs: Job) -> dict[str, list[str]]:
+    """What `migrate` did: Nightshift's own migrations, and the job tables it changed."""
     with conn, conn.cursor() as cur:
-        return migrate(cur, jobs)
+        done = migrate(cur, jobs)
+    assert done.refused == [] and done.job_migrations == []
+    return {"migrations": done.migrations, "tables": done.tables}
 
 
 def write(conn: Any, job: Job, rows: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
@@ -84,6 +87,7 @@ def test_migrate_creates_the_bookkeeping_schema_and_the_job_table_keyed_on_its_k
         "SELECT table_name FROM information_schema.tables"
         " WHERE table_schema = 'nightshift' ORDER BY table_name"
     ) == [
+        ("job_migrations",),
         ("job_state",),
         ("jobs",),
         ("rejects",),

@@ -33,7 +33,7 @@ def batch(tracker: StateTracker, *hours: int, final: bool = False) -> dict | Non
     for hour in hours:
         tracker.observe({"id": f"r{hour}", "updated": at(hour)})
     state = tracker.for_batch(final=final)
-    tracker.committed(state)
+    tracker.handed(state)
     return state
 
 

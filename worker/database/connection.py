@@ -101,9 +101,17 @@ class Database:
         """Run `hook(cursor)` on every new session from now on (e.g. to LISTEN again)."""
         self._hooks.append(hook)
 
-    def run(self, work: Callable[[Any], T], budget: float | None = None, commit: bool = True) -> T:
+    def run(
+        self,
+        work: Callable[[Any], T],
+        budget: float | None = None,
+        commit: bool = True,
+        single: bool = False,
+    ) -> T:
         """Run `work(cursor)` in a transaction and commit; replay it through transient faults.
 
+        `single`: each of `work`'s statements is its own transaction (no BEGIN, no COMMIT): a
+        batch sent as one statement then costs one round trip. `commit=False`: roll back.
         Raises DatabaseError for a fatal error, DatabaseUnavailable once the retry budget
         (DB_RETRY_TIMEOUT, or `budget` seconds) is spent.
         """
@@ -111,6 +119,8 @@ class Database:
         while True:
             try:
                 conn = self._connection()
+                if single:
+                    return self._attempt_single(conn, work)
                 return self._attempt(conn, work, commit)
             except psycopg2.Error as exc:
                 verdict = classify(exc, self.conn)
@@ -165,6 +175,15 @@ class Database:
                 with contextlib.suppress(psycopg2.Error):  # a dead session: the caller sees it
                     conn.rollback()
             raise
+
+    def _attempt_single(self, conn: Connection, work: Callable[[Any], T]) -> T:
+        conn.autocommit = True  # client-side only: psycopg2 just stops sending BEGIN
+        try:
+            with conn.cursor() as cur:
+                return work(cur)
+        finally:
+            if not conn.closed:
+                conn.autocommit = False
 
     def _connection(self) -> Connection:
         if self.conn is not None and not self.conn.closed:

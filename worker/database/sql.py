@@ -1,7 +1,8 @@
 """Statements built from job declarations, and batches sent in one round trip.
 
 The layers above (the loader, migrations, the store) compose SQL with these and never import
-the driver themselves. Names from job declarations always go through `Identifier`.
+the driver themselves. Names from job declarations always go through `Identifier`. Where a
+batch's rows go in a statement, it holds `ROWS`: `execute_values` puts the VALUES list there.
 """
 
 from __future__ import annotations
@@ -12,19 +13,33 @@ from typing import Any
 
 import psycopg2
 from psycopg2.extras import Json, execute_values
-from psycopg2.sql import SQL, Composable, Composed, Identifier
+from psycopg2.sql import SQL, Composable, Composed, Identifier, Literal
 
 from worker.database.classify import describe_error, refuses_rows
 from worker.database.errors import RowsRefused
 
-__all__ = ["SQL", "Composable", "Composed", "Identifier", "insert_values", "jsonb"]
+__all__ = [
+    "ROWS",
+    "SQL",
+    "Composable",
+    "Composed",
+    "Identifier",
+    "Literal",
+    "insert_values",
+    "jsonb",
+    "send_batch",
+]
 _SAVEPOINT = "nightshift_rows"
+# The place of a batch's VALUES list. NUL never appears in rendered SQL (the server refuses it
+# in text, and json.dumps escapes it), so it cannot be confused with anything a statement holds.
+_MARK = "\x00rows\x00"
+ROWS = SQL(_MARK)
 
 
 def insert_values(
     cur: Any, statement: Composable, values: Sequence[tuple], isolated: bool = False
 ) -> int:
-    """Send every row of `values` in one statement (`execute_values`); return its rowcount.
+    """Send every row of `values` in one statement; return its rowcount.
 
     Raises RowsRefused when the rows' own values are refused (a data or constraint error, or
     a value the driver cannot send). `isolated`: under a savepoint, so that the transaction
@@ -33,17 +48,39 @@ def insert_values(
     if isolated:
         cur.execute(f"SAVEPOINT {_SAVEPOINT}")
     try:
-        execute_values(cur, statement, values, page_size=max(len(values), 1))
-    except (psycopg2.Error, ValueError, TypeError) as exc:
-        if not refuses_rows(exc):
-            raise
+        _send(cur, statement, values, fetch=False)
+    except RowsRefused:
         if isolated:
             cur.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
-        raise RowsRefused(describe_error(exc).replace("\x00", "\\0")) from exc
+        raise
     changed = max(cur.rowcount, 0)
     if isolated:
         cur.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
     return changed
+
+
+def send_batch(cur: Any, statement: Composable, values: Sequence[tuple]) -> list[tuple]:
+    """Send `statement` with `values` at its ROWS (if any) as ONE statement; return its rows.
+
+    Sent outside a transaction block it is its own transaction: one round trip in all.
+    Raises RowsRefused as `insert_values`.
+    """
+    return _send(cur, statement, values, fetch=True) or []
+
+
+def _send(cur: Any, statement: Composable, values: Sequence[tuple], fetch: bool) -> list | None:
+    before, mark, after = statement.as_string(cur).partition(_MARK)
+    try:
+        if not mark:  # nothing to put in: a plain statement, no parameters
+            cur.execute(before)
+            return cur.fetchall() if fetch else None
+        # execute_values reads `%` as a placeholder: escape ours; ROWS becomes its `%s`.
+        text = before.replace("%", "%%") + "%s" + after.replace("%", "%%")
+        return execute_values(cur, text, values, page_size=max(len(values), 1), fetch=fetch)
+    except (psycopg2.Error, ValueError, TypeError) as exc:
+        if not refuses_rows(exc):
+            raise
+        raise RowsRefused(describe_error(exc).replace("\x00", "\\0")) from exc
 
 
 def jsonb(value: Any, default: Callable[[Any], Any] | None = None) -> Json:

@@ -11,11 +11,11 @@ refuses are kept in `nightshift.rejects` in the same transaction, up to the job'
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from worker.database import Database, DatabaseError, DatabaseUnavailable, RowsRefused
+from worker.database import Database, DatabaseError, DatabaseUnavailable, RowsRefused, sql
 from worker.logs import get_logger
 from worker.registry import Job
 from worker.run.errors import (
@@ -26,6 +26,7 @@ from worker.run.errors import (
     TooManyRejected,
     Unconvertible,
 )
+from worker.run.inflight import InFlight
 from worker.run.loader import Checked, Loader, Refusal, Written
 from worker.run.state import StateTracker
 from worker.store import queries
@@ -75,8 +76,18 @@ class SessionGuard:
         self._checked = self.db.sessions
 
 
+@dataclass(frozen=True)
+class Batch:
+    number: int
+    rows: list[Checked]
+    refused: list[Refusal]  # refused by the declaration's checks, before the INSERT
+    state: dict[str, Any] | None  # the job's state the batch reaches (None: unchanged)
+
+
 class BatchWriter:
-    """Buffers a run's rows and writes them a batch at a time."""
+    """Buffers a run's rows and writes them a batch at a time, one batch in flight while the
+    next is read (`worker.run.inflight`). Its progress and its session's checks are only ever
+    touched by the batch's thread, or by the run's once the last batch is settled."""
 
     def __init__(
         self,
@@ -89,7 +100,9 @@ class BatchWriter:
         max_rejected: int,
         max_rows: int,
         max_bytes: int,
+        stopping: Callable[[], None] = lambda: None,
     ) -> None:
+        """`stopping` raises when the run must stop: no batch starts after that."""
         self.db = db
         self.job = job
         self.run_id = run_id
@@ -99,10 +112,13 @@ class BatchWriter:
         self.max_rejected = max_rejected
         self.max_rows = max_rows
         self.max_bytes = max_bytes
+        self.stopping = stopping
         self.loader = Loader(job)
         self.buffer: list[Checked] = []
         self.buffered_bytes = 0
         self.refused: list[Refusal] = []  # refused before the INSERT, saved with the next batch
+        self.handed = 0  # batches handed to the thread that writes them
+        self.in_flight = InFlight("batch-writer")
 
     def add(self, row: Any) -> bool:
         """Take one row (checked now, or refused); True when the batch is full: flush it."""
@@ -115,52 +131,107 @@ class BatchWriter:
         return len(self.buffer) >= self.max_rows or self.buffered_bytes >= self.max_bytes
 
     def flush(self, final: bool) -> None:
-        """Write the buffered rows with the state they reach; `final`: the job has ended."""
-        rows, early = self.buffer, self.refused
+        """Hand the buffered rows, with the state they reach, to the batch in flight's thread;
+        `final`: the job has ended. Raises the failure of the batch before, if it failed."""
         state = self.tracker.for_batch(final=final)
-        if not rows and not early and state is None:
+        if not self.buffer and not self.refused and state is None:
             return
-        progress, number = self.progress, self.progress.batches + 1
+        self.in_flight.wait()  # the batch before commits first
+        self.stopping()
+        self.handed += 1
+        batch = Batch(self.handed, self.buffer, self.refused, state)
+        self.buffer, self.buffered_bytes, self.refused = [], 0, []
+        # The next batch's state builds on this one's: batches commit in order, or the run fails.
+        self.tracker.handed(state)
+        self.in_flight.hand_over(lambda: self._write(batch))
 
-        def write(cur: Any, isolate: bool) -> tuple[Written, list[Refusal]]:
-            self.guard.check(cur)
-            written = self.loader.write(cur, rows, isolate=isolate)
-            refused = early + written.refused
-            rejected = progress.rejected + len(refused)
-            if rejected > self.max_rejected:
-                raise self._too_many(refused[-1], rejected, number)
-            for refusal in refused:
-                self._save_reject(cur, refusal)
-            queries.save_progress(
-                cur,
-                self.run_id,
-                self.job.name,
-                state,
-                rows=progress.rows + written.rows,
-                changed=progress.changed + written.changed,
-                batches=number,
-                rejected=rejected,
-            )
-            return written, refused
+    def drain(self) -> None:
+        """Wait for the last batch to commit; raise its failure."""
+        self.in_flight.wait()
 
+    def settle(self) -> BaseException | None:
+        """The run is failing: wait for the batch in flight; return its failure, if any."""
+        return self.in_flight.settle()
+
+    def close(self) -> None:
+        self.in_flight.close()
+
+    # -- in the batch's thread -------------------------------------------------------------------
+    def _write(self, batch: Batch) -> None:
+        """Write one batch (in one statement when no row of it was refused), then count it."""
         try:
-            try:
-                written, refused = self.db.run(lambda cur: write(cur, isolate=False))
-            except RowsRefused:  # the database refused some rows: set them apart
-                written, refused = self.db.run(lambda cur: write(cur, isolate=True))
+            if batch.refused:  # rare: they are saved in the same transaction
+                written, refused = self._write_refusing(batch)
+            else:
+                written, refused = self.db.run(lambda cur: self._send(cur, batch), single=True)
+        except RowsRefused:  # the database refused some rows: set them apart
+            written, refused = self._write_refusing(batch, isolate=True)
         except DatabaseUnavailable as exc:
             raise DatabaseLost(str(exc)) from exc
         except DatabaseError as exc:
-            raise LoadFailed(f"{exc} (batch {number})") from exc
-        self.tracker.committed(state)
+            raise LoadFailed(f"{exc} (batch {batch.number})") from exc
+        progress = self.progress
         progress.rows += written.rows
         progress.changed += written.changed
-        progress.batches = number
+        progress.batches = batch.number
         progress.rejected += len(refused)
-        self.buffer, self.buffered_bytes, self.refused = [], 0, []
         for refusal in refused:
-            log.warning("row_rejected", batch=number, key=self._key(refusal), error=refusal.error)
-        log.debug("batch_committed", batch=number, rows=written.rows, changed=written.changed)
+            log.warning(
+                "row_rejected", batch=batch.number, key=self._key(refusal), error=refusal.error
+            )
+        log.debug("batch_committed", batch=batch.number, rows=written.rows, changed=written.changed)
+
+    def _send(self, cur: Any, batch: Batch) -> tuple[Written, list[Refusal]]:
+        """The batch's rows, progress and state as ONE statement: one round trip."""
+        self.guard.check(cur)
+        values = self.loader.prepare(batch.rows)
+        progress = self.progress
+        statement = queries.batch_statement(
+            self.loader.returning if values else None,
+            self.run_id,
+            self.job.name,
+            batch.state,
+            rows_total=progress.rows + len(values),
+            changed_before=progress.changed,
+            batches=batch.number,
+            rejected=progress.rejected,
+        )
+        ((changed,),) = sql.send_batch(cur, statement, values)
+        return Written(rows=len(values), changed=changed), []
+
+    def _write_refusing(self, batch: Batch, isolate: bool = False) -> tuple[Written, list[Refusal]]:
+        """A batch with refused rows, saved with it in one transaction. `isolate`: the database
+        refuses some of its rows, find them (under savepoints)."""
+        try:
+            return self.db.run(lambda cur: self._write_with_refusals(cur, batch, isolate))
+        except RowsRefused:
+            if isolate:
+                raise
+            return self.db.run(lambda cur: self._write_with_refusals(cur, batch, True))
+
+    def _write_with_refusals(
+        self, cur: Any, batch: Batch, isolate: bool
+    ) -> tuple[Written, list[Refusal]]:
+        self.guard.check(cur)
+        progress = self.progress
+        written = self.loader.write(cur, batch.rows, isolate=isolate)
+        refused = batch.refused + written.refused
+        rejected = progress.rejected + len(refused)
+        if rejected > self.max_rejected:
+            raise self._too_many(refused[-1], rejected, batch.number)
+        for refusal in refused:
+            self._save_reject(cur, refusal)
+        queries.save_progress(
+            cur,
+            self.run_id,
+            self.job.name,
+            batch.state,
+            rows=progress.rows + written.rows,
+            changed=progress.changed + written.changed,
+            batches=batch.number,
+            rejected=rejected,
+        )
+        return written, refused
 
     # -- refused rows ----------------------------------------------------------------------------
     def _too_many(self, last: Refusal, rejected: int, batch: int) -> TooManyRejected:
@@ -191,7 +262,10 @@ def admit(loader: Loader, tracker: StateTracker, row: Any) -> Checked | Refusal:
     """A row checked against the declaration, its cursor noted; or why it is refused."""
     try:
         checked = loader.check(row)
-        tracker.observe(row)
+        if loader.cursor_is_version:  # converted once, by the check
+            tracker.observe_value(checked.version)
+        else:
+            tracker.observe(row)
     except Unconvertible as exc:
         return Refusal(row, f"cursor column {loader.job.cursor!r}: {exc}", False)
     except ValueError as exc:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.registry import Job
-from worker.run.errors import AlreadyDone, JobBusy
+from worker.run.errors import AlreadyDone, JobBusy, LoadFailed
 from worker.run.request import RunRequest
 from worker.store import queries
 from worker.store.migrate import migrate
@@ -41,7 +41,11 @@ class OpenRun:
     def __call__(self, cur: Any) -> Opened:
         job = self.job
         if self.ensure_schema:
-            migrate(cur, [job], every_job=False)
+            migrated = migrate(cur, [job], every_job=False)
+            if migrated.refused:  # the table is not what the job declares: load nothing
+                raise LoadFailed(
+                    f"{'; '.join(map(str, migrated.refused))} (see `python -m worker migrate`)"
+                )
         if not queries.try_lock(cur, job.name):
             raise JobBusy(f"job {job.name!r} is already running elsewhere")
         mine = queries.run_by_token(cur, self.token)

@@ -20,11 +20,11 @@ log = get_logger("nightshift.run")
 def job_rows(job: Job, ctx: Context, shutdown: Shutdown) -> Iterator[Any]:
     """Drive the job's generator; a dict is a row, a list or tuple a page of rows."""
     generator = job.function(ctx)
+    interruptible = shutdown.interruptible()  # checks for a shutdown as it is entered
     try:
         while True:
-            shutdown.check()
             try:
-                with shutdown.interruptible():
+                with interruptible:
                     item = next(generator)
             except StopIteration:
                 return
@@ -33,7 +33,7 @@ def job_rows(job: Job, ctx: Context, shutdown: Shutdown) -> Iterator[Any]:
             except Exception as exc:
                 log.debug("job_raised", exc_info=exc)
                 raise JobCodeFailed(f"{type(exc).__name__}: {exc}") from exc
-            if isinstance(item, Mapping):
+            if type(item) is dict or isinstance(item, Mapping):
                 yield item
             elif isinstance(item, list | tuple):
                 yield from item

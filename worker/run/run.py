@@ -1,8 +1,9 @@
 """One run of one job, from the transaction that opens it to the line that reports it.
 
-The flow of a row: the job yields it → the batch writer buffers it → when the buffer holds
-`batch_size` rows (or the job ends) the batch is written with the run's progress and the job's
-state in ONE transaction (`worker.run.batch`) → COMMIT.
+The flow of a row: the job yields it → the batch writer checks and buffers it → when the
+buffer holds `batch_size` rows or `batch_max_bytes` (or the job ends) the batch goes to the
+thread that writes it, while the job reads on → there the rows, the run's progress and the
+job's state go to the server as ONE statement, its own transaction (`worker.run.batch`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from structlog.contextvars import bound_contextvars
 
 from config import Settings
-from worker.alerts import send_failure_alert
+from worker.alerts import send_run_alerts
 from worker.database import Database, DatabaseError
 from worker.errors import ShutdownRequested
 from worker.logs import get_logger
@@ -238,15 +239,27 @@ class Run:
             max_rejected=self.job.rejects_allowed(),
             max_rows=self.settings.batch_size,
             max_bytes=self.settings.batch_max_bytes,
+            stopping=self.shutdown.check,
         )
         ctx = Context.for_run(
             self.settings, self.job.name, self.run_id, request, tracker, self.shutdown.check
         )
-        with ctx.http:
-            for row in job_rows(self.job, ctx, self.shutdown):
-                if batches.add(row):
-                    batches.flush(final=False)
-            batches.flush(final=True)
+        try:
+            with ctx.http:
+                for row in job_rows(self.job, ctx, self.shutdown):
+                    if batches.add(row):
+                        batches.flush(final=False)
+                batches.flush(final=True)
+            batches.drain()
+        except BaseException as exc:
+            # The batch in flight commits or fails before the run records anything. A batch
+            # lost in a failover outranks what stopped the job: the run loads again.
+            in_flight = batches.settle()
+            if isinstance(in_flight, CommitsLost):
+                raise in_flight from exc
+            raise
+        finally:
+            batches.close()
 
     # -- finishing -------------------------------------------------------------------------------
     def _end(self, status: str, error: str | None) -> None:
@@ -292,5 +305,13 @@ class Run:
             log.error("job_finished", **fields, error=redact(result.error))
         else:
             log.info("job_finished", **fields)
-        if self.settings.alert_webhook_url and (result.status == "failed" or result.rejected):
-            send_failure_alert(self.settings, result)
+        if self.settings.alert_webhook_url:  # failed, refused rows, or recovered; never raises
+            job, run_id = self.job.name, result.run_id
+            send_run_alerts(
+                self.settings,
+                result,
+                lambda budget: self.guard.db.run(
+                    lambda cur: queries.failed_runs_before(cur, job, run_id), budget=budget
+                ),
+                stop=self.shutdown.event,
+            )

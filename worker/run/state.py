@@ -42,11 +42,11 @@ class StateTracker:
         self.saving = not window
         self.saved: dict[str, Any] = {} if full_refresh or window else dict(saved)
         self.scope: str | None = None
-        self._committed = dict(self.saved)
+        self._latest = dict(self.saved)
         self._highest: Any = None
         self._in_order = True
         self._pending: dict[str, Any] = {}
-        self.cursor = self._saved_cursor(self._committed)
+        self.cursor = self._saved_cursor(self._latest)
 
     # -- what the job sees -----------------------------------------------------------------------
     def set_scope(self, name: str) -> None:
@@ -56,7 +56,7 @@ class StateTracker:
         name = str(name)
         # A URL's credentials are no part of what it names (nor are they kept in the state).
         self.scope = safe_url(name) if "://" in name else name
-        self.cursor = self._saved_cursor(self._committed)
+        self.cursor = self._saved_cursor(self._latest)
 
     def checkpoint(self, values: dict[str, Any]) -> None:
         if CURSOR in values or CURSORS in values:
@@ -72,9 +72,11 @@ class StateTracker:
     def observe(self, row: Any) -> None:
         """Note a row the job yielded, before it is written. Raises Unconvertible when its
         cursor value does not fit the column's type (the row is then refused)."""
-        if not self.job.cursor:
-            return
-        value = convert(self.job.columns[self.job.cursor], row.get(self.job.cursor))
+        if self.job.cursor:
+            self.observe_value(convert(self.job.columns[self.job.cursor], row.get(self.job.cursor)))
+
+    def observe_value(self, value: Any) -> None:
+        """`observe`, for a cursor value already converted to its column's type."""
         if value is None:
             return
         if self._highest is not None and value < self._highest:
@@ -86,17 +88,18 @@ class StateTracker:
         """The state to save with the batch being written, or None when it is unchanged."""
         if not self.saving:
             return None
-        state = {**self._committed, **self._pending}
+        state = {**self._latest, **self._pending}
         if self._highest is not None and (self._in_order or final):
-            previous = self._saved_cursor(self._committed)
+            previous = self._saved_cursor(self._latest)
             if previous is None or self._highest > previous:
                 state = self._with_cursor(state, self._highest)
-        return None if state == self._committed else state
+        return None if state == self._latest else state
 
-    def committed(self, state: dict[str, Any] | None) -> None:
-        """The batch carrying `state` has committed."""
+    def handed(self, state: dict[str, Any] | None) -> None:
+        """The batch carrying `state` is on its way: it commits before any later batch does,
+        or the run fails (and a new run starts from what the database holds)."""
         if state is not None:
-            self._committed = state
+            self._latest = state
             self._pending = {}
             self.cursor = self._saved_cursor(state)
 

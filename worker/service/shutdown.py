@@ -18,8 +18,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from types import FrameType
 
 from worker.errors import ShutdownRequested
@@ -39,6 +38,7 @@ class Shutdown:
         self.reason = "requested"
         self._interruptible = False
         self._callbacks: list[Callable[[], None]] = []
+        self._block = _Interruptible(self)
 
     @property
     def requested(self) -> bool:
@@ -58,18 +58,11 @@ class Shutdown:
         if self.event.is_set():
             raise ShutdownRequested()
 
-    @contextmanager
-    def interruptible(self) -> Iterator[None]:
-        """In the main thread, let a signal raise ShutdownRequested right inside this block."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        self.check()
-        self._interruptible = True
-        try:
-            yield
-        finally:
-            self._interruptible = False
+    def interruptible(self) -> _Interruptible:
+        """A block that checks for a shutdown as it is entered and, in the main thread, lets a
+        signal raise ShutdownRequested right inside it. (A plain object, not a generator: a
+        run enters it once per row its job yields.)"""
+        return self._block
 
     def _on_request(self) -> None:
         self.event.wait()
@@ -91,6 +84,26 @@ class Shutdown:
         if self._interruptible:
             self._interruptible = False
             raise ShutdownRequested()
+
+
+class _Interruptible:
+    """The block of `Shutdown.interruptible()`: entering it checks for a shutdown; in the main
+    thread, a signal inside it raises ShutdownRequested at once."""
+
+    __slots__ = ("_main", "_shutdown")
+
+    def __init__(self, shutdown: Shutdown) -> None:
+        self._shutdown = shutdown
+        self._main = threading.main_thread().ident
+
+    def __enter__(self) -> None:
+        self._shutdown.check()
+        if threading.get_ident() == self._main:
+            self._shutdown._interruptible = True
+
+    def __exit__(self, *_exc: object) -> None:
+        if threading.get_ident() == self._main:
+            self._shutdown._interruptible = False
 
 
 def _last_words(event: dict[str, str]) -> None:

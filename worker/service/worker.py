@@ -43,7 +43,7 @@ from worker.service.queue import QueueWatcher
 from worker.service.scheduler import FIRE_TIME, make_scheduler
 from worker.service.shutdown import Shutdown
 from worker.store import queries
-from worker.store.migrate import migrate
+from worker.store.migrate import Migrated, migrate
 
 log = get_logger("nightshift.worker")
 
@@ -66,10 +66,14 @@ class Worker:
         self.shutdown.install()
         self.shutdown.on_request(self._stop_scheduling)
         try:
-            source, last_started, found = self._migrate_and_find_runs()
+            started = self._migrate_and_find_runs()
         except ShutdownRequested:  # stopped while the database was still out of reach
             log.info("worker_stopped")
             return 0
+        if started is None:  # migrate refused: the tables differ from the declarations
+            log.info("worker_stopped")
+            return 1
+        source, last_started, found = started
         log.info("worker_started", database=source, jobs=sorted(self.jobs), dyno=self.settings.dyno)
         now = dt.datetime.now(dt.UTC)
         catching_up = {
@@ -95,16 +99,26 @@ class Worker:
         return 0
 
     # -- start -----------------------------------------------------------------------------------
-    def _migrate_and_find_runs(self) -> tuple[str, dict[str, dt.datetime], Findings]:
-        """At start, in one transaction: migrate, look for dead runs and runs to resume."""
+    def _migrate_and_find_runs(self) -> tuple[str, dict[str, dt.datetime], Findings] | None:
+        """At start, in one transaction: migrate, look for dead runs and runs to resume.
+        None when migrate refused (each reason logged as `migrate_refused`, as `migrate`
+        prints it): the worker does not start over tables that differ from their jobs."""
 
-        def prepare(cur: Any) -> tuple[dict[str, dt.datetime], Findings]:
-            migrate(cur, self.jobs.values())
-            return queries.last_started(cur), self._find_runs(cur)
+        def prepare(cur: Any) -> tuple[Migrated, dict[str, dt.datetime], Findings | None]:
+            done = migrate(cur, self.jobs.values(), job_migrations_dir=self.settings.migrations_dir)
+            if done.refused:
+                return done, {}, None
+            return done, queries.last_started(cur), self._find_runs(cur)
 
         with Database(self.settings, self._db_name, stop=self.shutdown.event) as db:
-            last_started, found = db.run(prepare)
-            return (db.resolved.describe() if db.resolved else "?"), last_started, found
+            done, last_started, found = db.run(prepare)
+            source = db.resolved.describe() if db.resolved else "?"
+        if found is None:
+            file = done.suggested_file  # where a migration would resolve them
+            for difference in done.refused:
+                log.error("migrate_refused", error=str(difference), fix=difference.fix, file=file)
+            return None
+        return source, last_started, found
 
     def _put_on_schedule(
         self, job: Job, last_started: dt.datetime | None, now: dt.datetime

@@ -16,9 +16,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from worker.database import sql
 from worker.database.sql import jsonb
 from worker.store.records import (
     CutShortRun,
+    Enqueued,
     HeldProgress,
     LastRun,
     QueuedRequest,
@@ -128,6 +130,31 @@ def save_progress(
     )
     if state is not None:
         _execute(cur, "save_state", {"job": job, "state": as_jsonb(state), "run_id": run_id})
+
+
+def batch_statement(
+    rows: sql.Composable | None,
+    run_id: int,
+    job: str,
+    state: dict[str, Any] | None,
+    rows_total: int,
+    changed_before: int,
+    batches: int,
+    rejected: int,
+) -> sql.Composable:
+    """One statement writing a batch: `rows` (an INSERT … RETURNING, or None), the run's
+    progress and the job's state (None: unchanged). It returns the rows the INSERT changed."""
+    return sql.SQL(_named()["save_batch"]).format(
+        rows=rows if rows is not None else sql.SQL("SELECT 1 WHERE false"),
+        rows_total=sql.Literal(rows_total),
+        changed_before=sql.Literal(changed_before),
+        batches=sql.Literal(batches),
+        rejected=sql.Literal(rejected),
+        run_id=sql.Literal(run_id),
+        job=sql.Literal(job),
+        state=sql.Literal(as_jsonb(state or {})),
+        save_state=sql.Literal(state is not None),
+    )
 
 
 def save_reject(
@@ -266,7 +293,7 @@ def sync_jobs(cur: Any, jobs: list[dict[str, Any]], retire_others: bool) -> None
 
 
 # -- the queue of run requests (`nightshift.triggers`) ---------------------------------------------
-def enqueue_request(
+def request_run(
     cur: Any,
     job: str,
     params: dict[str, str],
@@ -274,7 +301,9 @@ def enqueue_request(
     since: dt.date | None,
     until: dt.date | None,
     requested_by: str,
-) -> int:
+) -> Enqueued:
+    """Queue a request, or join the identical one still pending (same job, params,
+    full_refresh, since and until; not claimed yet): then no new run is queued."""
     _execute(
         cur,
         "enqueue_request",
@@ -287,7 +316,19 @@ def enqueue_request(
             "requested_by": requested_by,
         },
     )
-    return int(cur.fetchone()[0])
+    row = cur.fetchone()
+    if row is not None:
+        return Enqueued(row[0], row[1], joined=False)
+    _execute(cur, "joined_request")
+    joined = cur.fetchone()
+    if joined is None:  # only a trigger of someone else's could skip the INSERT so
+        raise RuntimeError(f"the request to run {job} was neither queued nor joined")
+    return Enqueued(joined[0], joined[1], joined=True)
+
+
+def enqueue_request(cur: Any, *args: Any, **kwargs: Any) -> int:
+    """`request_run`, answering only the id of the pending request that will serve this one."""
+    return request_run(cur, *args, **kwargs).id
 
 
 def jobs_with_pending_requests(cur: Any) -> list[str]:
@@ -333,3 +374,11 @@ def resumed_by(cur: Any, run_id: int) -> int | None:
 
 def mark_resumed(cur: Any, run_id: int, by: int) -> None:
     _execute(cur, "mark_resumed", {"run_id": run_id, "by": by})
+
+
+# -- alerts ----------------------------------------------------------------------------------------
+def failed_runs_before(cur: Any, job: str, run_id: int) -> int:
+    """How many of the job's runs failed in a row before `run_id`, since its last success (runs
+    of a job start in id order, under its lock). 0: none failed since."""
+    _execute(cur, "failed_runs_before", {"job": job, "run_id": run_id})
+    return int(cur.fetchone()[0])

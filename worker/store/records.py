@@ -135,3 +135,13 @@ class ServerFacts:
     in_recovery: bool
     read_only: bool
     database: str
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """What a request to run became: a new pending request, or one it joined (`joined`): the
+    identical request still pending, which the same run will serve."""
+
+    id: int
+    requested_at: dt.datetime
+    joined: bool

@@ -14,6 +14,27 @@ UPDATE nightshift.runs
 SET rows = %(rows)s, changed = %(changed)s, batches = %(batches)s, rejected = %(rejected)s
 WHERE id = %(run_id)s;
 
+-- name: save_batch
+-- A whole batch as ONE statement, sent outside a transaction block so it is its own
+-- transaction: the rows (an INSERT … RETURNING 1, or nothing), the run's progress (absolute
+-- totals, so a replayed batch counts once) and the job's state, in one round trip.
+-- Composed by queries.batch_statement (the names in braces), not parameterised: its rows go
+-- in through execute_values.
+WITH written AS ({rows}),
+progress AS (
+    UPDATE nightshift.runs
+    SET rows = {rows_total}, changed = {changed_before} + (SELECT count(*) FROM written),
+        batches = {batches}, rejected = {rejected}
+    WHERE id = {run_id}
+),
+state AS (
+    INSERT INTO nightshift.job_state (job, state, run_id, updated_at)
+    SELECT {job}, {state}::jsonb, {run_id}, now() WHERE {save_state}
+    ON CONFLICT (job) DO UPDATE
+    SET state = EXCLUDED.state, run_id = EXCLUDED.run_id, updated_at = EXCLUDED.updated_at
+)
+SELECT count(*) FROM written;
+
 -- name: save_reject
 INSERT INTO nightshift.rejects (job, run_id, key, "row", error)
 VALUES (%(job)s, %(run_id)s, %(key)s, %(row)s, %(error)s);
@@ -110,9 +131,15 @@ UPDATE nightshift.jobs SET retired = true, updated_at = now()
 WHERE %(retire_others)s AND name NOT IN (SELECT name FROM declared) AND NOT retired;
 
 -- name: enqueue_request
+-- No row when the request joined an identical one still pending (migration 0006).
 INSERT INTO nightshift.triggers (job, params, full_refresh, since, until, requested_by)
 VALUES (%(job)s, %(params)s, %(full_refresh)s, %(since)s, %(until)s, %(requested_by)s)
-RETURNING id;
+RETURNING id, requested_at;
+
+-- name: joined_request
+-- The pending request the transaction's last INSERT joined, as its trigger recorded it.
+SELECT id, requested_at FROM nightshift.triggers
+WHERE id = nullif(current_setting('nightshift.joined_request', true), '')::bigint;
 
 -- name: jobs_with_pending_requests
 SELECT DISTINCT job FROM nightshift.triggers WHERE claimed_at IS NULL;
@@ -183,3 +210,13 @@ SELECT resumed_by FROM nightshift.runs WHERE id = %(run_id)s;
 
 -- name: mark_resumed
 UPDATE nightshift.runs SET resumed_by = %(by)s WHERE id = %(run_id)s AND resumed_by IS NULL;
+
+-- name: failed_runs_before
+-- How many of the job's runs failed in a row just before this one. Interrupted, abandoned and
+-- missed runs are passed over: they alert nobody and say nothing of whether the job works.
+SELECT count(*) FROM nightshift.runs
+WHERE job = %(job)s AND id < %(run_id)s AND status = 'failed'
+  AND id > coalesce((
+      SELECT max(id) FROM nightshift.runs
+      WHERE job = %(job)s AND id < %(run_id)s AND status = 'succeeded'
+  ), 0);

@@ -1,0 +1,144 @@
+"""The status page's Flask application: `create_app()` builds it, checks its settings, and puts
+HTTP Basic auth, CSRF checks and safe headers in front of every view (`worker.web.views`).
+
+Nothing is served without STATUS_PASSWORD: `create_app` refuses to build the app, with one line.
+Any user name is accepted; the password is compared in constant time. The session cookie (it
+holds the CSRF token and the flash messages) is signed with a key derived from the password,
+so every gunicorn worker and every dyno agrees on it, and rotating the password ends sessions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from flask import Flask, Response, abort, request, session
+from flask.sessions import SecureCookieSessionInterface
+
+from config import ConfigError, Settings
+from worker.database import Database
+from worker.redact import register_secret
+from worker.registry import Job, discover
+from worker.web.views import views, when_filters
+
+T = TypeVar("T")
+REALM = "Nightshift status"
+# A page should answer soon or say why, not ride out a long outage (as the CLI's reads).
+PAGE_BUDGET_SECONDS = 15.0
+_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self';"
+    " base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+class Store:
+    """The page's database session: one per process, opened on first use (after gunicorn has
+    forked), used by one request at a time. `Database.run` resolves, reconnects and replays."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._db: Database | None = None
+        self._lock = threading.Lock()
+
+    def run(self, work: Callable[[Any], T]) -> T:
+        with self._lock:
+            if self._db is None:
+                # writable=False: a page that only reads works on a follower too.
+                self._db = Database(self.settings, "nightshift:web", writable=False)
+            budget = min(PAGE_BUDGET_SECONDS, self.settings.db_retry_timeout)
+            return self._db.run(work, budget=budget)
+
+
+class _Sessions(SecureCookieSessionInterface):
+    """The session cookie belongs where the page is mounted (`/status/`), not to the host app."""
+
+    def get_cookie_path(self, app: Flask) -> str:
+        return f"{request.script_root}/"
+
+
+def create_app(settings: Settings | None = None, jobs: Mapping[str, Job] | None = None) -> Flask:
+    """The status page as a WSGI app, ready to serve or to mount under a prefix of another.
+
+    Settings and jobs default to the environment's (as the worker reads them). Raises
+    ConfigError, naming the variable, when STATUS_PASSWORD is not set.
+    """
+    settings = settings or Settings.from_env()
+    password = settings.status_password
+    if not password:
+        raise ConfigError(
+            "STATUS_PASSWORD is not set: the status page serves nothing without a password"
+            " (set one with `heroku config:set`, or in the environment)"
+        )
+    register_secret(password)
+    if jobs is None:
+        jobs = discover(settings.jobs_package)
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=hmac.new(
+            password.encode(), b"nightshift status sessions", hashlib.sha256
+        ).digest(),
+        SESSION_COOKIE_NAME="nightshift_status",  # never the host app's own, when mounted
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_HTTPONLY=True,
+    )
+    app.extensions["nightshift"] = {
+        "settings": settings,
+        "jobs": dict(jobs),
+        "store": Store(settings),
+    }
+    app.session_interface = _Sessions()
+    app.register_blueprint(views)
+    app.jinja_env.filters.update(when_filters())
+    app.jinja_env.globals["csrf_token"] = csrf_token
+    app.before_request(_require_password(password))
+    app.before_request(_check_csrf)
+    app.after_request(_safe_headers)
+    return app
+
+
+def _require_password(password: str) -> Callable[[], Response | None]:
+    expected = password.encode()
+
+    def check() -> Response | None:
+        auth = request.authorization
+        given = auth.password if auth is not None and auth.type == "basic" else None
+        if given is not None and hmac.compare_digest(given.encode(), expected):
+            return None
+        return Response(
+            "401 Unauthorized: the status page needs its password (HTTP Basic).\n",
+            401,
+            {"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'},
+            mimetype="text/plain",
+        )
+
+    return check
+
+
+def csrf_token() -> str:
+    """This session's token for forms that change something (created on first use)."""
+    token = session.get("csrf")
+    if not isinstance(token, str):
+        token = session["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+def _check_csrf() -> None:
+    if request.method not in ("POST", "PUT", "PATCH", "DELETE"):
+        return
+    expected = session.get("csrf")
+    given = request.form.get("csrf_token", "")
+    if not isinstance(expected, str) or not hmac.compare_digest(given.encode(), expected.encode()):
+        abort(403, "this form was not sent from the status page (no valid CSRF token): reload it")
+
+
+def _safe_headers(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = _CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+    return response
