@@ -15,7 +15,8 @@ def test_an_empty_environment_gives_every_default():
     assert Settings.from_env({}) == Settings(
         database_url=None,
         data_dir=PROJECT_ROOT / ".data",
-        batch_size=1000,
+        batch_size=10_000,
+        batch_max_bytes=4 * 1024 * 1024,
         http_connect_timeout=10.0,
         http_read_timeout=60.0,
         http_retries=3,

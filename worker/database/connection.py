@@ -13,7 +13,7 @@ import contextlib
 import datetime as dt
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import psycopg2
@@ -91,6 +91,7 @@ class Database:
         self._resolver = resolver
         self._stop = stop
         self._hooks: list[Callable[[Any], None]] = []
+        self._closing = threading.Lock()
         self._session: tuple[int, dt.datetime] | None = None
         self._lost_session: tuple[int, dt.datetime] | None = None
         self._must_resolve = True
@@ -149,10 +150,20 @@ class Database:
             )
             self._sleep(delay)
 
+    @contextlib.contextmanager
+    def quoting(self) -> Iterator[Connection | None]:
+        """The current session, for another thread to render values with (`sql.render_values`)
+        while this one may be executing on it; None when there is none. psycopg2 lets threads
+        share a connection; this block only makes sure it is not closed meanwhile."""
+        with self._closing:
+            conn = self.conn
+            yield conn if conn is not None and not conn.closed else None
+
     def close(self) -> None:
-        if self.conn is not None and not self.conn.closed:
-            self.conn.close()
-        self.conn = None
+        with self._closing:
+            if self.conn is not None and not self.conn.closed:
+                self.conn.close()
+            self.conn = None
 
     def __enter__(self) -> Database:
         return self

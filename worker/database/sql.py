@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg2
@@ -27,6 +28,7 @@ __all__ = [
     "Literal",
     "insert_values",
     "jsonb",
+    "render_values",
     "send_batch",
 ]
 _SAVEPOINT = "nightshift_rows"
@@ -59,18 +61,65 @@ def insert_values(
     return changed
 
 
-def send_batch(cur: Any, statement: Composable, values: Sequence[tuple]) -> list[tuple]:
+@dataclass(frozen=True)
+class Rendered:
+    """A batch's VALUES list as execute_values writes it, on the session `conn`."""
+
+    conn: Any
+    text: bytes
+
+
+class _Keeping(psycopg2.extensions.cursor):
+    """A cursor that keeps what it is asked to execute instead of sending it."""
+
+    kept = b""
+
+    def execute(self, query: Any, vars: Any = None) -> None:
+        self.kept = query
+
+
+def render_values(conn: Any, values: Sequence[tuple]) -> Rendered | None:
+    """`values` as the VALUES list execute_values sends, made now (e.g. in another thread while
+    the session is busy); None when some value cannot be sent (the send then says why)."""
+    if not values:
+        return None
+    cur = conn.cursor(cursor_factory=_Keeping)
+    try:
+        execute_values(cur, "%s", values, page_size=len(values))
+    except (psycopg2.Error, ValueError, TypeError):
+        return None
+    finally:
+        cur.close()
+    return Rendered(conn, cur.kept)
+
+
+def send_batch(
+    cur: Any, statement: Composable, values: Sequence[tuple], rendered: Rendered | None = None
+) -> list[tuple]:
     """Send `statement` with `values` at its ROWS (if any) as ONE statement; return its rows.
+    `rendered`: the values already rendered, used if on this very session.
 
     Sent outside a transaction block it is its own transaction: one round trip in all.
     Raises RowsRefused as `insert_values`.
     """
+    if rendered is not None and rendered.conn is cur.connection and values:
+        return _send(cur, statement, values, fetch=True, rendered=rendered.text) or []
     return _send(cur, statement, values, fetch=True) or []
 
 
-def _send(cur: Any, statement: Composable, values: Sequence[tuple], fetch: bool) -> list | None:
+def _send(
+    cur: Any,
+    statement: Composable,
+    values: Sequence[tuple],
+    fetch: bool,
+    rendered: bytes | None = None,
+) -> list | None:
     before, mark, after = statement.as_string(cur).partition(_MARK)
     try:
+        if rendered is not None:  # execute_values' work, done already: put its list in
+            encoding = psycopg2.extensions.encodings[cur.connection.encoding]
+            cur.execute(before.encode(encoding) + rendered + after.encode(encoding))
+            return cur.fetchall() if fetch else None
         if not mark:  # nothing to put in: a plain statement, no parameters
             cur.execute(before)
             return cur.fetchall() if fetch else None

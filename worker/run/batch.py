@@ -82,6 +82,8 @@ class Batch:
     rows: list[Checked]
     refused: list[Refusal]  # refused by the declaration's checks, before the INSERT
     state: dict[str, Any] | None  # the job's state the batch reaches (None: unchanged)
+    values: list[tuple]  # what the INSERT sends: one row per key
+    rendered: sql.Rendered | None  # those values as execute_values renders them, if done yet
 
 
 class BatchWriter:
@@ -136,10 +138,14 @@ class BatchWriter:
         state = self.tracker.for_batch(final=final)
         if not self.buffer and not self.refused and state is None:
             return
+        values = self.loader.prepare(self.buffer)
+        # Rendered here, while the batch before is still at the server: its thread only sends.
+        with self.db.quoting() as session:
+            rendered = sql.render_values(session, values) if session and not self.refused else None
         self.in_flight.wait()  # the batch before commits first
         self.stopping()
         self.handed += 1
-        batch = Batch(self.handed, self.buffer, self.refused, state)
+        batch = Batch(self.handed, self.buffer, self.refused, state, values, rendered)
         self.buffer, self.buffered_bytes, self.refused = [], 0, []
         # The next batch's state builds on this one's: batches commit in order, or the run fails.
         self.tracker.handed(state)
@@ -184,7 +190,7 @@ class BatchWriter:
     def _send(self, cur: Any, batch: Batch) -> tuple[Written, list[Refusal]]:
         """The batch's rows, progress and state as ONE statement: one round trip."""
         self.guard.check(cur)
-        values = self.loader.prepare(batch.rows)
+        values = batch.values
         progress = self.progress
         statement = queries.batch_statement(
             self.loader.returning if values else None,
@@ -196,7 +202,7 @@ class BatchWriter:
             batches=batch.number,
             rejected=progress.rejected,
         )
-        ((changed,),) = sql.send_batch(cur, statement, values)
+        ((changed,),) = sql.send_batch(cur, statement, values, batch.rendered)
         return Written(rows=len(values), changed=changed), []
 
     def _write_refusing(self, batch: Batch, isolate: bool = False) -> tuple[Written, list[Refusal]]:
