@@ -166,12 +166,13 @@ class BatchWriter:
     def _write(self, batch: Batch) -> None:
         """Write one batch (in one statement when no row of it was refused), then count it."""
         try:
-            if batch.refused:  # rare: they are saved in the same transaction
-                written, refused = self._write_refusing(batch)
-            else:
-                written, refused = self.db.run(lambda cur: self._send(cur, batch), single=True)
-        except RowsRefused:  # the database refused some rows: set them apart
-            written, refused = self._write_refusing(batch, isolate=True)
+            try:
+                if batch.refused:  # rare: they are saved in the same transaction
+                    written, refused = self._write_refusing(batch)
+                else:
+                    written, refused = self.db.run(lambda cur: self._send(cur, batch), single=True)
+            except RowsRefused:  # the database refused some rows: set them apart
+                written, refused = self._write_refusing(batch, isolate=True)
         except DatabaseUnavailable as exc:
             raise DatabaseLost(str(exc)) from exc
         except DatabaseError as exc:

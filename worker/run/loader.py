@@ -25,6 +25,8 @@ from worker.registry import Job
 from worker.run.errors import Unconvertible
 from worker.run.values import convert
 
+# Values whose length counts towards a batch's bytes (the others count 8).
+_SIZED = frozenset({str, bytes})
 # Types without an `=` operator: the "did it change" test compares their text instead.
 _NO_EQUALITY = frozenset(
     {"json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle"}
@@ -70,7 +72,7 @@ class Loader:
         self.cursor_is_version = job.cursor is not None and job.cursor == job.version
         self._version_type = job.columns[job.version] if job.version else ""
         self._key_of = _picker(self._key_index)
-        self._dumps = JsonText()
+        self._json_chunks = json_chunks()
         self._width = 8 * len(self.columns)
         self._json_index = tuple(
             i for i, t in enumerate(job.columns.values()) if t.strip().lower() in ("json", "jsonb")
@@ -144,7 +146,7 @@ class Loader:
         # About the bytes the values take in the statement: text is most of it, 8 for the rest.
         size = self._width
         for value in values:
-            if value.__class__ is str or value.__class__ is bytes:
+            if value.__class__ in _SIZED:
                 size += len(value)
         return Checked(values, key, version, row, size)
 
@@ -177,11 +179,15 @@ class Loader:
     def _encode_json(self, values: tuple) -> tuple:
         # A JSON text is adapted as a plain string: cheaper than psycopg2's Json wrapper.
         encoded = list(values)
+        chunks = self._json_chunks
         for i in self._json_index:
             if encoded[i] is not None:
                 try:
-                    encoded[i] = self._dumps(encoded[i])
-                except (TypeError, ValueError) as exc:
+                    encoded[i] = "".join(chunks(encoded[i], 0))
+                except Exception as exc:
+                    self._json_chunks = json_chunks()
+                    if not isinstance(exc, TypeError | ValueError):
+                        raise
                     raise ValueError(f"column {self.columns[i]!r} is not JSON: {exc}") from None
         return tuple(encoded)
 
@@ -244,37 +250,17 @@ def _picker(indexes: tuple[int, ...]) -> Callable[[tuple], tuple]:
     return itemgetter(*indexes)
 
 
-class JsonText:
-    """`json.dumps(value, allow_nan=False)` for one row's value after another: the encoder is
-    made once, not once per call as json.dumps makes it (a third of its cost)."""
-
-    def __init__(self) -> None:
-        self._encode: Callable[[Any], str] = self._made()
-
-    def __call__(self, value: Any) -> str:
-        try:
-            return self._encode(value)
-        except BaseException:
-            self._encode = self._made()  # a fresh one: a failed call may leave marks behind
-            raise
-
-    @staticmethod
-    def _made() -> Callable[[Any], str]:
-        make = json.encoder.c_make_encoder
-        if make is None:  # no C accelerator: the plain way
-            return json.JSONEncoder(allow_nan=False).encode
-        chunks = make(
-            {},
-            _not_json,
-            json.encoder.encode_basestring_ascii,
-            None,
-            ": ",
-            ", ",
-            False,
-            False,
-            False,
-        )
-        return lambda value: "".join(chunks(value, 0))
+def json_chunks() -> Callable[[Any, int], Any]:
+    """An encoder giving `json.dumps(value, allow_nan=False)` as chunks (`"".join` them), made
+    once for many rows: json.dumps makes one per call, a third of its cost. Make a fresh one
+    after a failure (a failed call may leave marks behind)."""
+    make = json.encoder.c_make_encoder
+    if make is None:  # no C accelerator: the plain way
+        encoder = json.JSONEncoder(allow_nan=False)
+        return lambda value, _level: encoder.iterencode(value, _one_shot=True)
+    return make(
+        {}, _not_json, json.encoder.encode_basestring_ascii, None, ": ", ", ", False, False, False
+    )
 
 
 def _not_json(value: Any) -> Any:

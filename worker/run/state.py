@@ -39,6 +39,7 @@ class StateTracker:
         self, job: Job, saved: dict[str, Any], full_refresh: bool = False, window: bool = False
     ) -> None:
         self.job = job
+        self._cursor_type = job.columns[job.cursor] if job.cursor else None
         self.saving = not window
         self.saved: dict[str, Any] = {} if full_refresh or window else dict(saved)
         self.scope: str | None = None
@@ -72,8 +73,8 @@ class StateTracker:
     def observe(self, row: Any) -> None:
         """Note a row the job yielded, before it is written. Raises Unconvertible when its
         cursor value does not fit the column's type (the row is then refused)."""
-        if self.job.cursor:
-            self.observe_value(convert(self.job.columns[self.job.cursor], row.get(self.job.cursor)))
+        if self._cursor_type:
+            self.observe_value(convert(self._cursor_type, row.get(self.job.cursor)))
 
     def observe_value(self, value: Any) -> None:
         """`observe`, for a cursor value already converted to its column's type."""

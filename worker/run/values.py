@@ -95,6 +95,8 @@ def _parse_datetime(value: Any) -> dt.datetime:
 
 
 def _timestamptz(value: Any) -> dt.datetime:
+    if value.__class__ is dt.datetime and value.tzinfo is dt.UTC:  # the common case, per row
+        return value
     parsed = _parse_datetime(value)
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=dt.UTC)
