@@ -56,7 +56,7 @@ import psycopg2  # noqa: E402
 from psycopg2 import sql  # noqa: E402
 from psycopg2.extras import Json, execute_values  # noqa: E402
 
-from bench.bench_jobs._data import COLUMNS, KEY, generate, pages  # noqa: E402
+from bench.bench_jobs._data import COLUMNS, KEY, generate, pages, pages_of  # noqa: E402
 
 DATABASE = "bench"
 JOBS_PACKAGE = "bench.bench_jobs"
@@ -163,17 +163,6 @@ class CsvStream(io.TextIOBase):
             for r in page
         )
         return self.buffer.getvalue()
-
-
-def pages_of(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    page: list[dict[str, Any]] = []
-    for row in rows:
-        page.append(row)
-        if len(page) == size:
-            yield page
-            page = []
-    if page:
-        yield page
 
 
 def load_copy(url: str, rows: int, seed: int) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -94,8 +94,13 @@ def generate(count: int, seed: int = 42) -> Iterator[dict[str, Any]]:
 
 def pages(count: int, seed: int = 42, size: int = PAGE) -> Iterator[list[dict[str, Any]]]:
     """The same rows as `generate`, in lists of `size`."""
+    return pages_of(generate(count, seed), size)
+
+
+def pages_of(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    """`rows` in lists of `size`."""
     page: list[dict[str, Any]] = []
-    for row in generate(count, seed):
+    for row in rows:
         page.append(row)
         if len(page) == size:
             yield page
