@@ -17,13 +17,13 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg2
 import pytest
 
-from tests.support import FeedServer, LogTail, Result, WebhookServer, load_fixture
+from tests.support import FeedServer, LogTail, Result, WebhookServer, load_fixture, wait_for
 from worker.database.embedded import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -297,6 +297,26 @@ class Gate:
             " AND application_name LIKE 'nightshift:%%'"
         )
         return [row[0] for row in rows]
+
+    def kill_while_waiting(
+        self, process: subprocess.Popen, then: Callable[[], object] | None = None
+    ) -> None:
+        """SIGKILL `process` while its batch waits here (and once `then()` holds), open the
+        gate, and wait until the server has ended the dead process's session (a batch the
+        server held commits whole: it is one statement)."""
+        try:
+            [session] = wait_for(self.waiting, what="a batch to wait at the gate")
+            if then is not None:
+                wait_for(then, what="the load to go on while a batch waits")
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=10)
+        finally:
+            process.kill()
+            self.open()
+        wait_for(
+            lambda: not self.db.query("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (session,)),
+            what="the dead process's session to end",
+        )
 
     def open(self, stage: int | None = None) -> None:
         """Let the load through every stop, or through stop number `stage` (from 0)."""

@@ -7,7 +7,6 @@ running elsewhere.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import sys
@@ -34,7 +33,7 @@ from worker.store.migrate import (
     migrations,
     shown,
 )
-from worker.store.records import Enqueued, RunRecord, ServerFacts
+from worker.store.records import Enqueued, RunRecord, ServerFacts, utc_text
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
 # An operator asking `check`, `jobs` or `runs` wants an answer soon, not a ridden-out outage.
@@ -187,7 +186,7 @@ def cmd_trigger(settings: Settings, jobs: Mapping[str, Job], args: argparse.Name
     if done.joined:  # an identical request is still pending: its run serves this one too
         _out(
             f"joined pending request {done.id} for {job.name} (queued at"
-            f" {_when(done.requested_at)}); no new run queued"
+            f" {utc_text(done.requested_at)}); no new run queued"
         )
     else:
         _out(f"queued request {done.id} to run {job.name}; a running worker picks it up")
@@ -210,8 +209,8 @@ def cmd_jobs(settings: Settings, jobs: Mapping[str, Job], _args: argparse.Namesp
             [
                 job.name,
                 f"{expr} ({job.timezone})" if expr else "off",
-                _when(fire),
-                f"{run.status} at {_when(run.started_at)}" if run else "never",
+                utc_text(fire),
+                f"{run.status} at {utc_text(run.started_at)}" if run else "never",
                 f"run {now.id} on {now.dyno}" if now else "-",
                 f"{job.schema}.{job.table}",
             ]
@@ -237,7 +236,7 @@ def cmd_runs(settings: Settings, jobs: Mapping[str, Job], args: argparse.Namespa
             run.rows,
             run.changed,
             run.rejected,
-            _when(run.started_at),
+            utc_text(run.started_at),
             _took(run),
             (run.error or "")[:100],
         ]
@@ -265,7 +264,7 @@ def cmd_rejects(settings: Settings, jobs: Mapping[str, Job], args: argparse.Name
         _out(json.dumps([reject.as_json() for reject in found], indent=2))
         return EXIT_OK
     rows = [
-        [r.id, r.job, r.run_id or "-", _when(r.rejected_at), r.key or "-", r.error[:100]]
+        [r.id, r.job, r.run_id or "-", utc_text(r.rejected_at), r.key or "-", r.error[:100]]
         for r in found
     ]
     _table(["id", "job", "run", "rejected", "key", "error"], rows)
@@ -342,21 +341,11 @@ COMMANDS: dict[str, Callable[[Settings, Mapping[str, Job], argparse.Namespace], 
 # -- helpers ----------------------------------------------------------------------------------
 def _query(db: Database, fn: Callable[[Any], Any], empty: Any) -> Any:
     """Run a bookkeeping read; before the first `migrate` there is simply nothing to show."""
-
-    def read(cur: Any) -> Any:
-        return fn(cur) if queries.bookkeeping_exists(cur) else empty
-
-    return db.run(read, budget=_cli_budget(db.settings))
+    return db.run(queries.once_migrated(fn, empty), budget=_cli_budget(db.settings))
 
 
 def _cli_budget(settings: Settings) -> float:
     return min(CLI_BUDGET_SECONDS, settings.db_retry_timeout)
-
-
-def _when(value: dt.datetime | None) -> str:
-    if value is None:
-        return "-"
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _took(run: RunRecord) -> str:

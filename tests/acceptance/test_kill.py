@@ -5,25 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import signal
 
-from tests.support import synthetic_feed, wait_for
+from tests.support import synthetic_feed
 
 
-def kill_at_gate(cli, gate, db) -> None:
+def kill_at_gate(cli, gate) -> None:
     """Start `run earthquakes` and SIGKILL it while a batch waits at the gate (the batch is at
-    the server, the next one is being read); then open the gate, and wait until the server
-    has ended the dead process's session."""
-    process = cli.spawn("run", "earthquakes", BATCH_SIZE="500")
-    try:
-        [session] = wait_for(gate.waiting, what="a batch to wait at the gate")
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
-    finally:
-        process.kill()
-        gate.open()
-    wait_for(
-        lambda: not db.query("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (session,)),
-        what="the dead process's session to end",
-    )
+    the server, the next one is being read)."""
+    gate.kill_while_waiting(cli.spawn("run", "earthquakes", BATCH_SIZE="500"))
 
 
 def test_a_run_killed_between_batches_is_completed_by_the_rerun_exactly(cli, db, feed, gate):
@@ -32,7 +20,7 @@ def test_a_run_killed_between_batches_is_completed_by_the_rerun_exactly(cli, db,
     assert cli("migrate").returncode == 0
     gate.install(after=1000)  # batches 1 and 2 commit, batch 3 waits at the gate
 
-    kill_at_gate(cli, gate, db)
+    kill_at_gate(cli, gate)
 
     # Only whole batches, and the state says exactly how far they reached. A batch is one
     # statement, its own transaction: the one the server held when its client died commits
@@ -67,7 +55,7 @@ def test_a_starting_worker_marks_a_dead_run_abandoned_before_running_anything(
     feed.serve(document)
     assert cli("migrate").returncode == 0
     gate.install(after=500)
-    kill_at_gate(cli, gate, db)
+    kill_at_gate(cli, gate)
     assert [r["status"] for r in db.runs()] == ["running"]
 
     worker, tail = workers(EARTHQUAKES_SCHEDULE="off", DYNO="worker.7")

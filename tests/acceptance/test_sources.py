@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import base64
 import json
-import signal
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from tests.support import Seen, StubServer, wait_for
+from tests.support import Seen, StubServer
 
 JOBS = {"JOBS_PACKAGE": "tests.source_jobs"}
 PAGES, PER_PAGE = 80, 10
@@ -84,20 +83,8 @@ def test_a_run_killed_on_page_39_resumes_at_page_39_and_loads_every_item_once(cl
     assert cli("migrate", **env).returncode == 0
     gate.install(table="paged", after=370)  # batches 1-37 (pages 1-37) commit, 38 waits
 
-    process = cli.spawn("run", "paged", **env)
-    try:
-        [session] = wait_for(gate.waiting, what="batch 38 to wait at the gate")
-        # One batch in flight: while 38 is at the server, the job reads page 39, then waits.
-        wait_for(lambda: 39 in api.asked, what="page 39 read while batch 38 is written")
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
-    finally:
-        process.kill()
-        gate.open()
-    wait_for(
-        lambda: not db.query("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (session,)),
-        what="the dead process's session to end",
-    )
+    # One batch in flight: while 38 is at the server, the job reads page 39, then waits.
+    gate.kill_while_waiting(cli.spawn("run", "paged", **env), then=lambda: 39 in api.asked)
 
     # No batch past the one in flight was sent. Batch 38, at the server when its client died,
     # committed whole (one statement) with the position of page 39: it was checkpointed as the

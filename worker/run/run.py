@@ -111,7 +111,7 @@ class Run:
             except (Exception, ShutdownRequested) as exc:
                 # No run could be recorded; the log line is all there is, so make it count.
                 self._end(*self._outcome(exc, "database"))
-                self._report()
+                self._report(db)
                 return self.result
             with bound_contextvars(run_id=opened.run_id):
                 self.result.run_id = opened.run_id
@@ -119,7 +119,7 @@ class Run:
                     self._load_and_record(db, opened.state)
                 finally:
                     self.active.remove(opened.run_id)
-                self._report()
+                self._report(db)
         return self.result
 
     def _outcome(self, exc: BaseException, cause: str) -> tuple[str, str]:
@@ -286,8 +286,8 @@ class Run:
             # The run's row stays 'running'; the next run of this job marks it abandoned.
             log.error("run_not_recorded", error=self._outcome(exc, "database")[1])
 
-    def _report(self) -> None:
-        """The one canonical line of a run, and an alert when it failed or refused rows."""
+    def _report(self, db: Database) -> None:
+        """The one canonical line of a run, and its alerts: failed, refused rows, recovered."""
         result = self.result
         result.rows, result.changed = self.progress.rows, self.progress.changed
         result.batches, result.rejected = self.progress.batches, self.progress.rejected
@@ -310,7 +310,7 @@ class Run:
             send_run_alerts(
                 self.settings,
                 result,
-                lambda budget: self.guard.db.run(
+                lambda budget: db.run(
                     lambda cur: queries.failed_runs_before(cur, job, run_id), budget=budget
                 ),
                 stop=self.shutdown.event,

@@ -92,13 +92,14 @@ def migrate(
     cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_NAMESPACE, _MIGRATE_LOCK))
     cur.execute(f"SAVEPOINT {_SAVEPOINT}")
     applied = _apply_own_migrations(cur)
-    files = _apply_job_migrations(cur, job_migration_files(job_migrations_dir))
+    found = job_migration_files(job_migrations_dir)
+    files = _apply_job_migrations(cur, found)
     refused = [difference for difference in compare(cur, jobs) if difference.refused]
     if refused:
         cur.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
         cur.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
         folder = shown(job_migrations_dir or Path("migrations"))
-        versions = [version for version, _, _ in job_migration_files(job_migrations_dir)]
+        versions = [version for version, _, _ in found]
         fixable = [difference for difference in refused if difference.fix]
         suggested = folder + suggested_file(fixable, max(versions, default=0) + 1)
         return Migrated(refused=refused, suggested_file=suggested)

@@ -11,10 +11,11 @@ import json
 import os
 import re
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from worker.database import sql
 from worker.database.sql import jsonb
@@ -30,6 +31,7 @@ from worker.store.records import (
     ServerFacts,
 )
 
+T = TypeVar("T")
 SQL_DIR = Path(__file__).parent / "sql"
 # The first key of every advisory lock Nightshift takes, so ours never meet an app's own.
 LOCK_NAMESPACE = 0x4E53
@@ -240,6 +242,16 @@ def bookkeeping_exists(cur: Any) -> bool:
     return bool(cur.fetchone()[0])
 
 
+def once_migrated(work: Callable[[Any], T], empty: T) -> Callable[[Any], T]:
+    """A read for `Database.run`: `work`, or `empty` before the first `migrate` (nothing to
+    show yet, rather than an error about a missing table)."""
+
+    def read(cur: Any) -> T:
+        return work(cur) if bookkeeping_exists(cur) else empty
+
+    return read
+
+
 def migrations_applied(cur: Any) -> int:
     """How many numbered migrations the database has (0 before the first `migrate`)."""
     _execute(cur, "migrations_table_exists")
@@ -324,11 +336,6 @@ def request_run(
     if joined is None:  # only a trigger of someone else's could skip the INSERT so
         raise RuntimeError(f"the request to run {job} was neither queued nor joined")
     return Enqueued(joined[0], joined[1], joined=True)
-
-
-def enqueue_request(cur: Any, *args: Any, **kwargs: Any) -> int:
-    """`request_run`, answering only the id of the pending request that will serve this one."""
-    return request_run(cur, *args, **kwargs).id
 
 
 def jobs_with_pending_requests(cur: Any) -> list[str]:

@@ -145,3 +145,10 @@ class Enqueued:
     id: int
     requested_at: dt.datetime
     joined: bool
+
+
+def utc_text(value: dt.datetime | None) -> str:
+    """A moment as operators read it (CLI and status page): UTC, to the second; "-" for none."""
+    if value is None:
+        return "-"
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

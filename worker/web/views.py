@@ -29,7 +29,7 @@ from worker.redact import MASK, is_sensitive_param, redact
 from worker.registry import Job
 from worker.service.cron import next_fire
 from worker.store import queries, status
-from worker.store.records import Enqueued, RunningRun, RunRecord
+from worker.store.records import Enqueued, RunningRun, RunRecord, utc_text
 from worker.web.plot import Plot, duration_text, plot, seconds
 
 views = Blueprint("status", __name__, template_folder="templates")
@@ -56,11 +56,7 @@ def _app() -> dict[str, Any]:
 
 def _read(work: Any, empty: Any) -> Any:
     """Run a read; before the first `migrate` there is simply nothing to show."""
-
-    def read(cur: Any) -> Any:
-        return work(cur) if queries.bookkeeping_exists(cur) else empty
-
-    return _app()["store"].run(read)
+    return _app()["store"].run(queries.once_migrated(work, empty))
 
 
 @views.get("/")
@@ -186,12 +182,7 @@ def shown_params(params: dict[str, Any]) -> list[tuple[str, str]]:
 def when_filters() -> dict[str, Any]:
     """Jinja filters: times in UTC, durations, and redaction."""
 
-    def when(value: dt.datetime | None) -> str:
-        if value is None:
-            return "-"
-        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
     def took(run: RunRecord) -> str:
         return "-" if run.duration is None else duration_text(seconds(run))
 
-    return {"when": when, "took": took, "redact": lambda text: redact(str(text or ""))}
+    return {"when": utc_text, "took": took, "redact": lambda text: redact(str(text or ""))}
