@@ -16,6 +16,7 @@ import psycopg2
 from psycopg2.extras import Json, execute_values
 from psycopg2.sql import SQL, Composable, Composed, Identifier, Literal
 
+from worker.database import literals
 from worker.database.classify import describe_error, refuses_rows
 from worker.database.errors import RowsRefused
 
@@ -80,9 +81,15 @@ class _Keeping(psycopg2.extensions.cursor):
 
 def render_values(conn: Any, values: Sequence[tuple]) -> Rendered | None:
     """`values` as the VALUES list execute_values sends, made now (e.g. in another thread while
-    the session is busy); None when some value cannot be sent (the send then says why)."""
+    the session is busy), by `literals` where the session allows; None when some value cannot
+    be sent (the send then says why)."""
     if not values:
         return None
+    if literals.supported(conn):
+        try:
+            return Rendered(conn, literals.values_list(conn, values))
+        except (psycopg2.Error, ValueError, TypeError):
+            return None
     cur = conn.cursor(cursor_factory=_Keeping)
     try:
         execute_values(cur, "%s", values, page_size=len(values))

@@ -1,0 +1,133 @@
+"""A batch's VALUES list made by `literals` is byte for byte the one execute_values makes, and
+where it cannot be (another encoding, old-style strings, a value it does not know) the batch
+is rendered by execute_values itself, against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import uuid
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
+from typing import Any
+
+import psycopg2
+import pytest
+from psycopg2.extras import Json
+
+from worker.database import literals, sql
+
+HOSTILE: list[Any] = [
+    None, True, False,
+    0, 1, -1, 2**31, -(2**31) - 1, 2**63 - 1, -(2**63), 2**80, -(2**80),
+    0.0, -0.0, 1.5, -2.25, 1e300, -1e-300, 5e-324, float("nan"), float("inf"), float("-inf"),
+    Decimal("0"), Decimal("1.20"), Decimal("-3E+5"), Decimal("1E-30"), Decimal("-0.00"),
+    Decimal("NaN"), Decimal("Infinity"), Decimal("-Infinity"),
+    "", " ", "it's", "''", "a\\b", "\\'", "'; DROP TABLE x; --", "$$ $tag$", "--", "/*", "?",
+    "%s", "%(x)s", "\n\r\t\x0b\x0c", "\x01\x7f", "日本語", "e\u0301", "\U0001f600", "\u2028",
+    "E'x'", "U&'d\\0061t'",
+    dt.date(2024, 1, 2), dt.date(1, 1, 1), dt.date(9999, 12, 31),
+    dt.datetime(2024, 1, 2, 3, 4, 5), dt.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC),
+    dt.datetime(1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30, seconds=7))),
+    dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.timezone(-dt.timedelta(hours=9))),
+    dt.datetime.max, dt.datetime.min,
+    # Not written by `literals`: psycopg2's own adapter makes them.
+    b"\x00\xff'", bytearray(b"ab"), memoryview(b"cd"), dt.time(1, 2, 3),
+    dt.timedelta(days=-1, seconds=5), [1, "two", None], (1, 2), Json({"a": "it's"}),
+]  # fmt: skip
+
+
+class _Flag(int):  # a subclass: adapted by psycopg2, not by the exact-class writers
+    pass
+
+
+HOSTILE.append(_Flag(3))
+
+
+@pytest.fixture
+def conn(db) -> Iterator[Any]:
+    connection = psycopg2.connect(db.url)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def execute_values_text(conn: Any, rows: Sequence[tuple]) -> bytes:
+    """What execute_values puts in a statement for `rows`: one mogrify per row, joined."""
+    with conn.cursor() as cur:
+        return b",".join(cur.mogrify("(" + ",".join(["%s"] * len(row)) + ")", row) for row in rows)
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=repr)
+def test_each_value_is_written_as_execute_values_writes_it(conn: Any, value: Any) -> None:
+    assert literals.supported(conn)
+    assert literals.values_list(conn, [(value,)]) == execute_values_text(conn, [(value,)])
+
+
+def test_random_rows_are_written_as_execute_values_writes_them(conn: Any) -> None:
+    rng = random.Random(20261127)
+    alphabet = "ab'\\\"$;-/* \n\t%()éß日\U0001f600\u2028E&U"
+
+    def text() -> str:
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+
+    def moment() -> dt.datetime:
+        offset = dt.timedelta(minutes=rng.randint(-14 * 60, 14 * 60))
+        when = dt.datetime(1970, 1, 1) + dt.timedelta(seconds=rng.uniform(-1e10, 1e10))
+        return when.replace(tzinfo=dt.timezone(offset)) if rng.random() < 0.7 else when
+
+    makers = [
+        text,
+        moment,
+        lambda: rng.randint(-(2**70), 2**70),
+        lambda: rng.uniform(-1e6, 1e6) * 10 ** rng.randint(-300, 300),
+        lambda: Decimal(rng.randint(-(10**12), 10**12)).scaleb(rng.randint(-20, 20)),
+        lambda: rng.choice([None, True, False]),
+        lambda: dt.date.fromordinal(rng.randint(1, 3_652_059)),
+    ]
+    rows = [tuple(rng.choice(makers)() for _ in range(6)) for _ in range(2000)]
+    assert literals.values_list(conn, rows) == execute_values_text(conn, rows)
+
+
+def test_the_server_reads_back_what_was_rendered(conn: Any) -> None:
+    values = ["it's", "a\\b", "日本語", -5, Decimal("-1.50"), 2.5, True, None]
+    values += [dt.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC), dt.date(2024, 2, 29)]
+    rendered = sql.render_values(conn, [tuple(values)])
+    assert rendered is not None
+    with conn.cursor() as cur:
+        cur.execute(b"SELECT * FROM (VALUES " + rendered.text + b") AS v")
+        assert cur.fetchone() == tuple(values)
+
+
+@pytest.mark.parametrize(
+    "value", ["a\x00b", {"a": 1}, uuid.UUID(int=7), object(), "\ud800"], ids=repr
+)
+def test_a_value_that_cannot_be_sent_renders_nothing(conn: Any, value: Any) -> None:
+    """The send then goes through execute_values, which says why (a refused row)."""
+    assert sql.render_values(conn, [(1, "fine"), (2, value)]) is None
+
+
+def _old_style_strings(conn: Any) -> None:
+    with conn.cursor() as cur:
+        cur.execute("SET standard_conforming_strings = off")
+
+
+def _latin1(conn: Any) -> None:
+    conn.set_client_encoding("LATIN1")  # as psycopg2 learns of it
+
+
+@pytest.mark.parametrize("change", [_old_style_strings, _latin1], ids=lambda f: f.__name__)
+def test_a_session_reading_literals_otherwise_is_rendered_by_execute_values(
+    conn: Any, change: Any
+) -> None:
+    conn.autocommit = True
+    change(conn)
+    rows = [("it's a\\b", 1, None), ("café", -2, dt.date(2024, 1, 2))]
+    assert not literals.supported(conn)
+    rendered = sql.render_values(conn, rows)
+    assert rendered is not None
+    assert rendered.text == execute_values_text(conn, rows)
+    with conn.cursor() as cur:
+        cur.execute(b"SELECT * FROM (VALUES " + rendered.text + b") AS v")
+        assert cur.fetchall() == rows
