@@ -50,6 +50,7 @@ class Settings:
     # many bytes of values, whichever comes first, so narrow and wide rows alike make few round
     # trips. bench/throughput.py: 1,000-row batches lose a third of the speed behind a 20 ms
     # round trip; 10,000 rows (about 2 MB of typical rows) hide it, and a replay stays cheap.
+    # A run's batches start at 1,000 rows and double up to this (worker/run/batch.py).
     batch_size: int = 10_000
     batch_max_bytes: int = 4 * 1024 * 1024
 

@@ -188,13 +188,8 @@ class Database:
             raise
 
     def _attempt_single(self, conn: Connection, work: Callable[[Any], T]) -> T:
-        conn.autocommit = True  # client-side only: psycopg2 just stops sending BEGIN
-        try:
-            with conn.cursor() as cur:
-                return work(cur)
-        finally:
-            if not conn.closed:
-                conn.autocommit = False
+        with _autocommit(conn) as cur:
+            return work(cur)
 
     def _connection(self) -> Connection:
         if self.conn is not None and not self.conn.closed:
@@ -221,14 +216,13 @@ class Database:
 
     def _prepare(self, conn: Connection, params: dict[str, Any]) -> None:
         """A new session: learn who it is, end our lost one, refuse a standby, run the hooks."""
-        with conn.cursor() as cur:
+        with _autocommit(conn) as cur:  # reads and one signal: no BEGIN/COMMIT round trips
             cur.execute(_SESSION_FACTS)
             pid, started, in_recovery = cur.fetchone()
             self._session = (pid, started)
             if self._lost_session is not None:
                 cur.execute(_END_ZOMBIE, self._lost_session)
                 self._lost_session = None
-        conn.commit()
         if self.writable and in_recovery:
             raise StandbyError("the server is a read-only standby (pg_is_in_recovery)")
         for hook in self._hooks:
@@ -268,3 +262,16 @@ class Database:
             time.sleep(delay)
         elif self._stop.wait(delay):
             raise ShutdownRequested()
+
+
+@contextlib.contextmanager
+def _autocommit(conn: Connection) -> Iterator[Any]:
+    """A cursor whose statements are each their own transaction. Client-side only: psycopg2
+    just stops sending BEGIN, so the session is the same one after."""
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            yield cur
+    finally:
+        if not conn.closed:
+            conn.autocommit = False

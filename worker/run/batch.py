@@ -32,6 +32,10 @@ from worker.run.state import StateTracker
 from worker.store import queries
 
 log = get_logger("nightshift.run")
+# A run's first batch holds this many rows at most, each next one twice the one before, up to
+# BATCH_SIZE: the server starts on the first rows soon after they arrive instead of idling
+# while a whole batch is read and checked, and a run's first commit comes early.
+FIRST_BATCH_ROWS = 1000
 
 
 @dataclass
@@ -120,6 +124,7 @@ class BatchWriter:
         self.buffered_bytes = 0
         self.refused: list[Refusal] = []  # refused before the INSERT, saved with the next batch
         self.handed = 0  # batches handed to the thread that writes them
+        self.limit = min(max_rows, FIRST_BATCH_ROWS)  # rows in the batch being read, at most
         self.in_flight = InFlight("batch-writer")
 
     def add(self, row: Any) -> bool:
@@ -130,7 +135,7 @@ class BatchWriter:
             return False
         self.buffer.append(checked)
         self.buffered_bytes += checked.size
-        return len(self.buffer) >= self.max_rows or self.buffered_bytes >= self.max_bytes
+        return len(self.buffer) >= self.limit or self.buffered_bytes >= self.max_bytes
 
     def flush(self, final: bool) -> None:
         """Hand the buffered rows, with the state they reach, to the batch in flight's thread;
@@ -147,6 +152,7 @@ class BatchWriter:
         self.handed += 1
         batch = Batch(self.handed, self.buffer, self.refused, state, values, rendered)
         self.buffer, self.buffered_bytes, self.refused = [], 0, []
+        self.limit = min(self.max_rows, self.limit * 2)
         # The next batch's state builds on this one's: batches commit in order, or the run fails.
         self.tracker.handed(state)
         self.in_flight.hand_over(lambda: self._write(batch))

@@ -37,6 +37,7 @@ class OpenRun:
         self.dyno = dyno
         self.ensure_schema = ensure_schema
         self.token = str(uuid.uuid4())
+        self.attempts = 0
 
     def __call__(self, cur: Any) -> Opened:
         job = self.job
@@ -48,7 +49,9 @@ class OpenRun:
                 )
         if not queries.try_lock(cur, job.name):
             raise JobBusy(f"job {job.name!r} is already running elsewhere")
-        mine = queries.run_by_token(cur, self.token)
+        self.attempts += 1
+        # Only an attempt after another can find its run recorded: skip the round trip before.
+        mine = queries.run_by_token(cur, self.token) if self.attempts > 1 else None
         if mine is not None:  # a replay after a COMMIT whose answer was lost: it is ours
             return Opened(
                 mine, self._as_first_claimed(cur, mine), queries.load_state(cur, job.name)

@@ -279,7 +279,10 @@ class Run:
         # After a failure or a shutdown there is no time to ride out a long outage.
         budget = None if strict else FINISH_BUDGET_SECONDS
         try:
-            db.run(finish, budget=budget)
+            # Each statement its own transaction (no BEGIN, no COMMIT: two round trips fewer):
+            # a replay checks again, finds the run finished (`status = 'running'` no longer
+            # matches) and unlocks; the lock is the session's, whatever the transaction.
+            db.run(finish, budget=budget, single=True)
         except CommitsLost:
             raise
         except (Exception, ShutdownRequested) as exc:

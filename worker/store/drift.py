@@ -55,13 +55,14 @@ FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
 WHERE i.indrelid = to_regclass(format('%%I.%%I', %(schema)s, %(table)s)) AND i.indisunique
 ORDER BY NOT i.indisprimary, c.relname
 """
-# A declared type as the server resolves it, and the function that reads its modifiers.
-_DECLARED_TYPE = """
-SELECT t.oid, n.nspname, p.proname
-FROM pg_type t
+# Declared types as the server resolves them: the type, the function that reads its
+# modifiers, and its spelling without them (NULLs for a type the server does not know).
+_DECLARED_TYPES = """
+SELECT d.text, t.oid, n.nspname, p.proname, format_type(t.oid, -1)
+FROM unnest(%s::text[]) AS d(text)
+LEFT JOIN pg_type t ON t.oid = to_regtype(d.text)
 LEFT JOIN pg_proc p ON p.oid = t.typmodin
 LEFT JOIN pg_namespace n ON n.oid = p.pronamespace
-WHERE t.oid = to_regtype(%s)
 """
 _QUOTED = "SELECT quote_ident(name) FROM unnest(%s::text[]) WITH ORDINALITY u(name, n) ORDER BY n"
 _MODIFIERS = re.compile(r"\(([\d\s,]+)\)")
@@ -100,7 +101,8 @@ class Difference:
 
 def compare(cur: Any, jobs: Iterable[Job]) -> list[Difference]:
     """Every difference between the jobs' declarations and their tables, job by job."""
-    types = _DeclaredTypes(cur)
+    jobs = list(jobs)
+    types = _DeclaredTypes(cur, (declared for job in jobs for declared in job.columns.values()))
     found: list[Difference] = []
     for job in jobs:
         found += _JobTable(cur, job, types).differences()
@@ -193,12 +195,13 @@ class _JobTable:
         indexes = self.cur.fetchall()
         key, shown = set(self.job.key), ", ".join(self.job.key)
         primary = next((row for row in indexes if row[1]), None)
-        add = ", ".join(self._quoted(*self.job.key))
         if primary is not None and set(primary[2]) != key:
+            add = ", ".join(self._quoted(*self.job.key))
             fix = self._alter(f"DROP CONSTRAINT {primary[0]}, ADD PRIMARY KEY ({add})")
             problem = f"primary key ({', '.join(primary[2])}), declared key ({shown})"
             return [self._found(KEY, problem, fix)]
         if primary is None and not any(usable and set(cols) == key for *_, cols, usable in indexes):
+            add = ", ".join(self._quoted(*self.job.key))
             fix = self._alter(f"ADD PRIMARY KEY ({add})")
             problem = f"no primary key or unique constraint on the declared key ({shown})"
             return [self._found(KEY, f"{problem}, which the upsert needs", fix)]
@@ -234,40 +237,50 @@ class _JobTable:
 
 
 class _DeclaredTypes:
-    """Declared types as the server spells them, each asked once."""
+    """Declared types as the server spells them: every one of the jobs' types asked at the
+    first need, in two round trips at most (the types, then the modifiers of those that have
+    them), not two per type: on a distant database each costs a round trip."""
 
-    def __init__(self, cur: Any) -> None:
+    def __init__(self, cur: Any, declared: Iterable[str]) -> None:
         self.cur = cur
+        self.pending = {_plain(text) for text in declared}
         self.known: dict[str, str | None] = {}
 
     def spelled(self, declared: str) -> str | None:
         """`format_type` of the declared type with its modifiers; None for an unknown type."""
         text = _plain(declared)
         if text not in self.known:
-            self.known[text] = self._ask(text)
+            self._ask(sorted(self.pending | {text}))
         return self.known[text]
 
-    def _ask(self, text: str) -> str | None:
-        self.cur.execute(_DECLARED_TYPE, (text,))
-        row = self.cur.fetchone()
-        if row is None:
-            return None
-        oid, schema, modifiers_function = row
-        found = _MODIFIERS.search(text)
-        if found:
-            modifiers = [part.strip() for part in found[1].split(",")]
-        else:
-            modifiers = ["1"] if text.removesuffix("[]").strip() in _LENGTH_ONE else []
-        if not modifiers or modifiers_function is None:  # `float(24)` is real: no modifier
-            self.cur.execute("SELECT format_type(%s, -1)", (oid,))
-        else:
-            self.cur.execute(
-                sql.SQL("SELECT format_type(%s, {}(%s::cstring[]))").format(
-                    sql.Identifier(schema, modifiers_function)
-                ),
-                (oid, "{" + ",".join(modifiers) + "}"),
+    def _ask(self, texts: list[str]) -> None:
+        self.pending.clear()
+        self.cur.execute(_DECLARED_TYPES, (texts,))
+        modified: list[tuple[str, int, str, str, list[str]]] = []
+        for text, oid, schema, modifiers_function, plain in self.cur.fetchall():
+            self.known[text] = plain
+            if oid is None:
+                continue
+            found = _MODIFIERS.search(text)
+            if found:
+                modifiers = [part.strip() for part in found[1].split(",")]
+            else:
+                modifiers = ["1"] if text.removesuffix("[]").strip() in _LENGTH_ONE else []
+            if modifiers and modifiers_function is not None:  # `float(24)` is real: none
+                modified.append((text, oid, schema, modifiers_function, modifiers))
+        if not modified:
+            return
+        spelled = sql.SQL(", ").join(
+            sql.SQL("format_type({}, {}({}::cstring[]))").format(
+                sql.Literal(oid),
+                sql.Identifier(schema, function),
+                sql.Literal("{" + ",".join(modifiers) + "}"),
             )
-        return str(self.cur.fetchone()[0])
+            for _, oid, schema, function, modifiers in modified
+        )
+        self.cur.execute(sql.SQL("SELECT ") + spelled)
+        for (text, *_), value in zip(modified, self.cur.fetchone(), strict=True):
+            self.known[text] = str(value)
 
 
 def _plain(declared: str) -> str:

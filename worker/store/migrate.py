@@ -89,10 +89,13 @@ def migrate(
     caller's transaction goes on) and comes back in `refused`.
     """
     jobs = list(jobs)
+    found = job_migration_files(job_migrations_dir)
+    if _current(cur, jobs, found):
+        _sync_jobs(cur, jobs, every_job)
+        return Migrated()
     cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_NAMESPACE, _MIGRATE_LOCK))
     cur.execute(f"SAVEPOINT {_SAVEPOINT}")
     applied = _apply_own_migrations(cur)
-    found = job_migration_files(job_migrations_dir)
     files = _apply_job_migrations(cur, found)
     refused = [difference for difference in compare(cur, jobs) if difference.refused]
     if refused:
@@ -105,9 +108,29 @@ def migrate(
         return Migrated(refused=refused, suggested_file=suggested)
     cur.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
     tables = [f"{job.schema}.{job.table}" for job in jobs if ensure_table(cur, job)]
+    _sync_jobs(cur, jobs, every_job)
+    return Migrated(applied, files, tables)
+
+
+def _current(cur: Any, jobs: list[Job], files: list[tuple[int, str, Path]]) -> bool:
+    """Is there nothing to apply, create or refuse? Then `migrate` takes no lock and changes
+    nothing but the jobs' rows: a few reads, where the whole way costs some twenty round
+    trips (each one counts on a distant database: a one-off `run` migrates as it starts)."""
+    cur.execute("SELECT to_regclass('nightshift.schema_migrations') IS NOT NULL")
+    if not cur.fetchone()[0]:
+        return False
+    cur.execute("SELECT version FROM nightshift.schema_migrations")
+    own = {row[0] for row in cur.fetchall()}
+    if any(version not in own for version, _, _ in migrations()):
+        return False
+    if files and not {version for version, _, _ in files} <= job_migrations_applied(cur):
+        return False
+    return not compare(cur, jobs)
+
+
+def _sync_jobs(cur: Any, jobs: list[Job], every_job: bool) -> None:
     declared = [{"name": j.name, "schedule": j.schedule, "timezone": j.timezone} for j in jobs]
     queries.sync_jobs(cur, declared, retire_others=every_job)
-    return Migrated(applied, files, tables)
 
 
 def _apply_own_migrations(cur: Any) -> list[str]:
