@@ -28,6 +28,8 @@ def test_a_run_killed_between_batches_is_completed_by_the_rerun_exactly(cli, db,
     assert db.scalar("SELECT count(*) FROM earthquakes") == 1500
     [dead] = db.runs()
     assert (dead["status"], dead["rows"], dead["batches"]) == ("running", 1500, 3)
+    # A batch records the changed rows of the batches before it; the finish records the last.
+    assert dead["changed"] == 1000
     last = document["features"][1499]["properties"]["updated"]
     cursor = dt.datetime.fromisoformat(db.cursor("earthquakes", feed.url))
     assert cursor == dt.datetime.fromtimestamp(last / 1000, tz=dt.UTC)
@@ -44,6 +46,7 @@ def test_a_run_killed_between_batches_is_completed_by_the_rerun_exactly(cli, db,
     assert dead["status"] == "abandoned"
     assert dead["error"] == f"the process running it died (found by run {rerun['id']})"
     assert (rerun["status"], rerun["rows"]) == ("succeeded", 1501)  # the tie row, then 1500 more
+    assert rerun["changed"] == 1500  # the tie row is unchanged; the finish records the count
     [started] = result.events("job_started")
     assert started["abandoned_runs"] == [dead["id"]]
 

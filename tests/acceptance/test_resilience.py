@@ -419,6 +419,6 @@ def test_writes_refused_as_read_only_after_maintenance_are_retried_until_writabl
     assert code == 0, stderr
     assert_exact_rows(db, load.document)
     refused = [r for r in run.retries() if r["cause"] == "read_only"]
-    # A batch is one statement (WITH … INSERT … SELECT): PostgreSQL names its outer SELECT.
-    assert refused[0]["error"].startswith("25006 cannot execute SELECT in a read-only transaction")
+    # A batch is one statement (WITH … UPDATE, INSERT … INSERT): PostgreSQL names the outer one.
+    assert refused[0]["error"].startswith("25006 cannot execute INSERT in a read-only transaction")
     assert refused[0]["action"] == "resolve and reconnect"

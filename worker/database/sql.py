@@ -51,7 +51,7 @@ def insert_values(
     if isolated:
         cur.execute(f"SAVEPOINT {_SAVEPOINT}")
     try:
-        _send(cur, statement, values, fetch=False)
+        _send(cur, statement, values)
     except RowsRefused:
         if isolated:
             cur.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
@@ -102,37 +102,33 @@ def render_values(conn: Any, values: Sequence[tuple]) -> Rendered | None:
 
 def send_batch(
     cur: Any, statement: Composable, values: Sequence[tuple], rendered: Rendered | None = None
-) -> list[tuple]:
-    """Send `statement` with `values` at its ROWS (if any) as ONE statement; return its rows.
-    `rendered`: the values already rendered, used if on this very session.
+) -> int:
+    """Send `statement` with `values` at its ROWS (if any) as ONE statement; return its row
+    count. `rendered`: the values already rendered, used if on this very session.
 
     Sent outside a transaction block it is its own transaction: one round trip in all.
     Raises RowsRefused as `insert_values`.
     """
     if rendered is not None and rendered.conn is cur.connection and values:
-        return _send(cur, statement, values, fetch=True, rendered=rendered.text) or []
-    return _send(cur, statement, values, fetch=True) or []
+        _send(cur, statement, values, rendered=rendered.text)
+    else:
+        _send(cur, statement, values)
+    return max(cur.rowcount, 0)
 
 
 def _send(
-    cur: Any,
-    statement: Composable,
-    values: Sequence[tuple],
-    fetch: bool,
-    rendered: bytes | None = None,
-) -> list | None:
+    cur: Any, statement: Composable, values: Sequence[tuple], rendered: bytes | None = None
+) -> None:
     before, mark, after = statement.as_string(cur).partition(_MARK)
     try:
         if rendered is not None:  # execute_values' work, done already: put its list in
             encoding = psycopg2.extensions.encodings[cur.connection.encoding]
             cur.execute(before.encode(encoding) + rendered + after.encode(encoding))
-            return cur.fetchall() if fetch else None
-        if not mark:  # nothing to put in: a plain statement, no parameters
+        elif not mark:  # nothing to put in: a plain statement, no parameters
             cur.execute(before)
-            return cur.fetchall() if fetch else None
-        # execute_values reads `%` as a placeholder: escape ours; ROWS becomes its `%s`.
-        text = before.replace("%", "%%") + "%s" + after.replace("%", "%%")
-        return execute_values(cur, text, values, page_size=max(len(values), 1), fetch=fetch)
+        else:  # execute_values reads `%` as a placeholder: escape ours; ROWS becomes its `%s`.
+            text = before.replace("%", "%%") + "%s" + after.replace("%", "%%")
+            execute_values(cur, text, values, page_size=max(len(values), 1))
     except (psycopg2.Error, ValueError, TypeError) as exc:
         if not refuses_rows(exc):
             raise

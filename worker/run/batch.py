@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from worker.database import Database, DatabaseError, DatabaseUnavailable, RowsRefused, sql
@@ -46,6 +46,13 @@ class Progress:
     changed: int = 0
     batches: int = 0
     rejected: int = 0
+    # `changed` after each batch, by its number: the database records a batch's changed rows
+    # with the batch after it, so a run taken up after a failover counts from here.
+    changed_after: dict[int, int] = field(default_factory=dict)
+
+    def changed_through(self, batches: int, held: int) -> int:
+        """The changed rows of batches 1..`batches` (`held`: what the database recorded)."""
+        return self.changed_after.get(batches, held)
 
 
 class SessionGuard:
@@ -186,6 +193,7 @@ class BatchWriter:
         progress = self.progress
         progress.rows += written.rows
         progress.changed += written.changed
+        progress.changed_after[batch.number] = progress.changed
         progress.batches = batch.number
         progress.rejected += len(refused)
         for refusal in refused:
@@ -200,7 +208,7 @@ class BatchWriter:
         values = batch.values
         progress = self.progress
         statement = queries.batch_statement(
-            self.loader.returning if values else None,
+            self.loader.statement if values else None,
             self.run_id,
             self.job.name,
             batch.state,
@@ -209,7 +217,7 @@ class BatchWriter:
             batches=batch.number,
             rejected=progress.rejected,
         )
-        ((changed,),) = sql.send_batch(cur, statement, values, batch.rendered)
+        changed = sql.send_batch(cur, statement, values, batch.rendered)
         return Written(rows=len(values), changed=changed), []
 
     def _write_refusing(self, batch: Batch, isolate: bool = False) -> tuple[Written, list[Refusal]]:

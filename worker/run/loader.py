@@ -78,8 +78,6 @@ class Loader:
             i for i, t in enumerate(job.columns.values()) if t.strip().lower() in ("json", "jsonb")
         )
         self.statement = self._statement()
-        # The same, as a part of one statement writing a whole batch (`save_batch`).
-        self.returning = self.statement + sql.SQL(" RETURNING 1")
 
     def _statement(self) -> sql.Composed:
         table = sql.Identifier(self.job.schema, self.job.table)

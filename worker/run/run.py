@@ -181,7 +181,8 @@ class Run:
         progress, state = db.run(held)
         if progress is None:
             raise CommitsLost("the database lost the run itself, likely in a failover")
-        self.progress.rows, self.progress.changed = progress.rows, progress.changed
+        self.progress.rows = progress.rows
+        self.progress.changed = self.progress.changed_through(progress.batches, progress.changed)
         self.progress.batches, self.progress.rejected = progress.batches, progress.rejected
         return state
 
@@ -273,7 +274,10 @@ class Run:
 
         def finish(cur: Any) -> None:
             self.guard.check(cur, strict=strict, always=strict)
-            queries.finish_run(cur, result.run_id, result.status, result.error, result.reconnects)
+            queries.finish_run(
+                cur, result.run_id, result.status, result.error, result.reconnects,
+                counted=(self.progress.batches, self.progress.changed),
+            )  # fmt: skip
             queries.unlock(cur, self.job.name)
 
         # After a failure or a shutdown there is no time to ride out a long outage.

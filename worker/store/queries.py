@@ -119,17 +119,8 @@ def save_progress(
     rejected: int = 0,
 ) -> None:
     """Record a batch's effect. Runs inside the batch's transaction."""
-    _execute(
-        cur,
-        "save_progress",
-        {
-            "run_id": run_id,
-            "rows": rows,
-            "changed": changed,
-            "batches": batches,
-            "rejected": rejected,
-        },
-    )
+    counts = {"rows": rows, "changed": changed, "batches": batches, "rejected": rejected}
+    _execute(cur, "save_progress", {"run_id": run_id, **counts})
     if state is not None:
         _execute(cur, "save_state", {"job": job, "state": as_jsonb(state), "run_id": run_id})
 
@@ -144,10 +135,10 @@ def batch_statement(
     batches: int,
     rejected: int,
 ) -> sql.Composable:
-    """One statement writing a batch: `rows` (an INSERT … RETURNING, or None), the run's
-    progress and the job's state (None: unchanged). It returns the rows the INSERT changed."""
+    """One statement writing a batch: `rows` (an INSERT, or None), the run's progress and the
+    job's state (None: unchanged). Its row count is the rows the INSERT changed."""
     return sql.SQL(_named()["save_batch"]).format(
-        rows=rows if rows is not None else sql.SQL("SELECT 1 WHERE false"),
+        rows=rows if rows is not None else sql.SQL("SELECT WHERE false"),
         rows_total=sql.Literal(rows_total),
         changed_before=sql.Literal(changed_before),
         batches=sql.Literal(batches),
@@ -186,12 +177,19 @@ def held_progress(cur: Any, run_id: int) -> HeldProgress | None:
     return None if row is None else HeldProgress(*row)
 
 
-def finish_run(cur: Any, run_id: int, status: str, error: str | None, reconnects: int = 0) -> None:
-    _execute(
-        cur,
-        "finish_run",
-        {"run_id": run_id, "status": status, "error": error, "reconnects": reconnects},
-    )
+def finish_run(
+    cur: Any,
+    run_id: int,
+    status: str,
+    error: str | None,
+    reconnects: int = 0,
+    counted: tuple[int, int] | None = None,
+) -> None:
+    """`counted`: (batches, changed) as the run saw them commit; the changed rows are recorded
+    if the database holds those batches."""
+    batches, changed = counted or (None, None)
+    params = {"run_id": run_id, "status": status, "error": error, "reconnects": reconnects}
+    _execute(cur, "finish_run", {**params, "batches": batches, "changed": changed})
 
 
 def load_state(cur: Any, job: str) -> dict[str, Any]:
