@@ -104,15 +104,15 @@ def send_batch(
     cur: Any, statement: Composable, values: Sequence[tuple], rendered: Rendered | None = None
 ) -> int:
     """Send `statement` with `values` at its ROWS (if any) as ONE statement; return its row
-    count. `rendered`: the values already rendered, used if on this very session.
+    count. `rendered`: the values already rendered, used if on this very session (a batch
+    replayed on a new one is rendered again, for that session).
 
     Sent outside a transaction block it is its own transaction: one round trip in all.
     Raises RowsRefused as `insert_values`.
     """
-    if rendered is not None and rendered.conn is cur.connection and values:
-        _send(cur, statement, values, rendered=rendered.text)
-    else:
-        _send(cur, statement, values)
+    if values and (rendered is None or rendered.conn is not cur.connection):
+        rendered = render_values(cur.connection, values)
+    _send(cur, statement, values, rendered=rendered.text if rendered and values else None)
     return max(cur.rowcount, 0)
 
 
