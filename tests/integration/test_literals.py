@@ -7,11 +7,10 @@ from __future__ import annotations
 import datetime as dt
 import random
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-import psycopg2
 import pytest
 from psycopg2.extras import Json
 
@@ -42,15 +41,6 @@ class _Flag(int):  # a subclass: adapted by psycopg2, not by the exact-class wri
 
 
 HOSTILE.append(_Flag(3))
-
-
-@pytest.fixture
-def conn(db) -> Iterator[Any]:
-    connection = psycopg2.connect(db.url)
-    try:
-        yield connection
-    finally:
-        connection.close()
 
 
 def execute_values_text(conn: Any, rows: Sequence[tuple]) -> bytes:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import psycopg2
 import pytest
 
 from worker.database import RowsRefused
@@ -26,15 +25,6 @@ def make_job(**declared: Any) -> Job:
         **declared,
     }
     return Job(**fields)
-
-
-@pytest.fixture
-def conn(db) -> Iterator[Any]:
-    connection = psycopg2.connect(db.url)
-    try:
-        yield connection
-    finally:
-        connection.close()
 
 
 def migrated(conn: Any, *jobs: Job) -> dict[str, list[str]]:

@@ -4,24 +4,10 @@ real PostgreSQL: the replay finds the run the first attempt recorded and records
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from typing import Any
-
-import psycopg2
-import pytest
 
 from worker.registry import Job
 from worker.run.begin import OpenRun
 from worker.run.request import SCHEDULE, RunRequest
-
-
-@pytest.fixture
-def conn(db) -> Iterator[Any]:
-    connection = psycopg2.connect(db.url)
-    try:
-        yield connection
-    finally:
-        connection.close()
 
 
 def make_job() -> Job:
