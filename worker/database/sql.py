@@ -104,28 +104,30 @@ def send_batch(
     cur: Any, statement: Composable, values: Sequence[tuple], rendered: Rendered | None = None
 ) -> int:
     """Send `statement` with `values` at its ROWS (if any) as ONE statement; return its row
-    count. `rendered`: the values already rendered, used if on this very session (a batch
-    replayed on a new one is rendered again, for that session).
+    count. `rendered`: the values already rendered (see `_send`).
 
     Sent outside a transaction block it is its own transaction: one round trip in all.
     Raises RowsRefused as `insert_values`.
     """
-    if values and (rendered is None or rendered.conn is not cur.connection):
-        rendered = render_values(cur.connection, values)
-    _send(cur, statement, values, rendered=rendered.text if rendered and values else None)
+    _send(cur, statement, values, rendered)
     return max(cur.rowcount, 0)
 
 
 def _send(
-    cur: Any, statement: Composable, values: Sequence[tuple], rendered: bytes | None = None
+    cur: Any, statement: Composable, values: Sequence[tuple], rendered: Rendered | None = None
 ) -> None:
+    """`statement` with `values` at its ROWS. They are rendered by `render_values` unless
+    `rendered` already holds them for this very session (a batch replayed on a new one is
+    rendered again); when some value cannot be, execute_values sends them and says why."""
     before, mark, after = statement.as_string(cur).partition(_MARK)
+    if mark and values and (rendered is None or rendered.conn is not cur.connection):
+        rendered = render_values(cur.connection, values)
     try:
-        if rendered is not None:  # execute_values' work, done already: put its list in
-            encoding = psycopg2.extensions.encodings[cur.connection.encoding]
-            cur.execute(before.encode(encoding) + rendered + after.encode(encoding))
-        elif not mark:  # nothing to put in: a plain statement, no parameters
+        if not mark:  # nothing to put in: a plain statement, no parameters
             cur.execute(before)
+        elif rendered is not None:
+            encoding = psycopg2.extensions.encodings[cur.connection.encoding]
+            cur.execute(before.encode(encoding) + rendered.text + after.encode(encoding))
         else:  # execute_values reads `%` as a placeholder: escape ours; ROWS becomes its `%s`.
             text = before.replace("%", "%%") + "%s" + after.replace("%", "%%")
             execute_values(cur, text, values, page_size=max(len(values), 1))
