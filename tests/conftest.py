@@ -22,11 +22,24 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.support import FeedServer, LogTail, Result, WebhookServer, load_fixture, wait_for
 from worker.database.embedded import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Hostile inputs (hypothesis): bounded, so the suite stays short; a real database makes some
+# examples slow, so no per-example deadline. In CI the examples are the same every run (what
+# passed here passes there); locally each run explores new ones. `.hypothesis/` is git-ignored.
+settings.register_profile(
+    "nightshift",
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    derandomize=bool(os.environ.get("CI")),
+)
+settings.load_profile("nightshift")
 PASSWORD = "Tr0ub4dor-n1ghtsh1ft-S3CRET"  # distinctive: any occurrence in output is a leak
 APP_USER = "nightshift_app"
 
