@@ -20,7 +20,11 @@ _secrets: set[str] = set()
 _lock = threading.Lock()
 
 # scheme://user:password@host  and  scheme://user@host
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/\s]+)@")
+# A scheme starts where no scheme character stands before it: without that look-behind, each
+# position inside a long run of letters starts a scan to its end (a megabyte error: minutes).
+_URL_USERINFO = re.compile(
+    r"(?<![a-zA-Z0-9+.-])(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/\s]+)@"
+)
 # libpq keyword form: password=... (quoted or not), unless the query rule masked it already.
 _KEYWORD_PASSWORD = re.compile(
     r"(password\s*=\s*)(?!\*\*\*(?:[&#\s'\"\\]|$))('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE

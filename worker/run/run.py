@@ -18,7 +18,7 @@ from structlog.contextvars import bound_contextvars
 
 from config import Settings
 from worker.alerts import send_run_alerts
-from worker.database import Database, DatabaseError
+from worker.database import Database, DatabaseError, DatabaseUnavailable
 from worker.errors import ShutdownRequested
 from worker.logs import get_logger
 from worker.redact import redact
@@ -38,6 +38,7 @@ from worker.run.request import RunRequest
 from worker.run.rows import job_rows
 from worker.run.state import StateTracker
 from worker.store import queries
+from worker.text import stored
 
 if TYPE_CHECKING:  # the process's stop flag, set by signals (worker.service.shutdown)
     from worker.service.shutdown import Shutdown
@@ -264,7 +265,9 @@ class Run:
 
     # -- finishing -------------------------------------------------------------------------------
     def _end(self, status: str, error: str | None) -> None:
-        self.result.status, self.result.error = status, error
+        # Cleaned once, here: the error is stored, logged, printed and alerted as it is now (a
+        # job's message may hold NUL, which a text column refuses, or half a surrogate pair).
+        self.result.status, self.result.error = status, None if error is None else stored(error)
 
     def _record(self, db: Database) -> None:
         """Record the outcome and release the job's lock. Raises CommitsLost when a run that
@@ -290,8 +293,40 @@ class Run:
         except CommitsLost:
             raise
         except (Exception, ShutdownRequested) as exc:
+            if self._refused_statement(exc) and self._record_plainly(db, exc, budget):
+                return
             # The run's row stays 'running'; the next run of this job marks it abandoned.
             log.error("run_not_recorded", error=self._outcome(exc, "database")[1])
+
+    @staticmethod
+    def _refused_statement(exc: BaseException) -> bool:
+        """Did the database (or the driver) refuse the finish itself, rather than being out of
+        reach, taken by someone else or stopped? Then a plainer statement may still go in."""
+        if isinstance(exc, ShutdownRequested | DatabaseUnavailable | RunError):
+            return False
+        return isinstance(exc, Exception)
+
+    def _record_plainly(self, db: Database, exc: BaseException, budget: float | None) -> bool:
+        """The second, minimal way to end the run: its status, and an error of our own words
+        in place of one the database would not take. True when it went in."""
+        result = self.result
+        error = None
+        if result.error is not None:
+            error = f"{result.status}; its error could not be recorded ({type(exc).__name__})"
+
+        def finish(cur: Any) -> None:
+            queries.finish_run(cur, result.run_id, result.status, error, result.reconnects)
+            queries.unlock(cur, self.job.name)
+
+        try:
+            db.run(finish, budget=budget, single=True)
+        except (Exception, ShutdownRequested) as again:
+            log.debug("run_not_recorded_plainly", exc_info=again)
+            return False
+        log.error(
+            "run_recorded_plainly", status=result.status, error=self._outcome(exc, "database")[1]
+        )
+        return True
 
     def _report(self, db: Database) -> None:
         """The one canonical line of a run, and its alerts: failed, refused rows, recovered."""
