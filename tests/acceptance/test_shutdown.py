@@ -97,8 +97,16 @@ def test_a_second_sigterm_exits_at_once_and_the_next_run_resumes(workers, cli, d
 
     assert process.wait(timeout=HEROKU_BUDGET) == 1
     assert tail.wait_event("cold_shutdown")["signal"] == "SIGTERM"
+    [session] = gate.waiting()
     gate.open()
-    assert db.scalar("SELECT count(*) FROM earthquakes") == 1000  # the batch in flight rolled back
+    # The batch the server held is one statement: it commits whole, with its state, though
+    # its process is gone (or, had the server noticed first, not at all). Never in part.
+    wait_for(
+        lambda: not db.query("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (session,)),
+        what="the dead process's session to end",
+    )
+    assert db.scalar("SELECT count(*) FROM earthquakes") == 1500
+    assert db.runs()[0]["batches"] == 3  # the run's progress went in with the rows
 
     # --wait: the dead process's session may hold the job's lock until the server notices.
     rerun = cli("run", "earthquakes", "--wait", BATCH_SIZE="500")
