@@ -112,8 +112,10 @@ class Settings:
     # Heroku sets DYNO (web.1, worker.1, run.1234); recorded with each run.
     dyno: str = field(default_factory=lambda: os.uname().nodename)
 
-    # The status page (`python -m worker web`): its HTTP Basic password. Unset, the page refuses
-    # to start; any user name is accepted. Heroku sets PORT for a web dyno; 8000 locally.
+    # The status page (`python -m worker web`): its HTTP Basic password. Unset or shorter than 12
+    # characters, the page refuses to start (worker/web/app.py checks, not this: a worker dyno
+    # shares the config vars but serves no page); any user name is accepted. Heroku sets PORT
+    # for a web dyno; 8000 locally.
     status_password: str | None = field(default=None, repr=False)
     port: int = 8000
 

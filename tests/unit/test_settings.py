@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from config import PROJECT_ROOT, ConfigError, Settings
+from worker.web import create_app
 
 
 def test_an_empty_environment_gives_every_default():
@@ -138,3 +139,29 @@ def test_a_timeout_that_is_not_a_finite_number_raises_config_error(value):
         Settings.from_env({"HTTP_READ_TIMEOUT": value})
 
     assert str(raised.value).startswith("HTTP_READ_TIMEOUT ")
+
+
+def test_a_short_status_password_is_read_as_given_so_a_worker_still_starts():
+    settings = Settings.from_env({"STATUS_PASSWORD": " Sh0rt-Pa55! "})
+
+    assert settings.status_password == "Sh0rt-Pa55!"
+    assert "Sh0rt-Pa55!" not in repr(settings)
+
+
+@pytest.mark.parametrize("password", ["Sh0rt-Pa55!", " Sh0rt-Pa55! ", "x"])
+def test_the_status_page_refuses_a_password_shorter_than_12_characters(password):
+    settings = Settings.from_env({"STATUS_PASSWORD": password})
+
+    with pytest.raises(ConfigError) as raised:
+        create_app(settings, jobs={})
+
+    assert str(raised.value) == (
+        "STATUS_PASSWORD is too short: the status page needs at least 12 characters"
+        " (make one with `openssl rand -base64 24`)"
+    )
+
+
+def test_the_status_page_accepts_a_password_of_exactly_12_characters():
+    app = create_app(Settings.from_env({"STATUS_PASSWORD": "Tw3lve-Chars"}), jobs={})
+
+    assert app.config["SESSION_COOKIE_NAME"] == "nightshift_status"

@@ -56,6 +56,9 @@ def serve(settings: Settings, app: Flask, host: str) -> None:
         "worker_class": "gthread",
         "threads": THREADS,
         "accesslog": None,
+        # forwarded_allow_ips stays gunicorn's (loopback): Heroku's router is not on loopback,
+        # so X-Forwarded-Proto is honoured by the app itself (ProxyFix in worker/web/app.py),
+        # which also covers the page mounted in another app's server.
         "proc_name": "nightshift-web",
         # gunicorn's runtime control socket (under $HOME) serves no one here: no socket file.
         "control_socket_disable": True,
