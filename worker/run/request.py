@@ -13,10 +13,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from config import ConfigError
-from worker.store.records import QueuedRequest
+from worker.redact import MASK, is_sensitive_param, register_secret
+from worker.store.records import WINDOW_PARAMS, QueuedRequest, masked_params
 
 # Names the run history uses next to a run's own parameters.
-RESERVED = ("full_refresh", "since", "until")
+RESERVED = WINDOW_PARAMS
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -39,9 +40,30 @@ class RunRequest:
     request_id: int | None = None  # the queued request it claimed
     resumes: int | None = None  # the run cut short that this one resumes
 
+    def __post_init__(self) -> None:
+        # A credential-named parameter is a secret from the moment a request carries it, as
+        # `ctx.secret` makes one: masked in any text it reaches (an error, a log line, an alert).
+        for name, value in self.params.items():
+            if is_sensitive_param(name):
+                register_secret(value)
+
     @classmethod
     def resuming(cls, run_id: int, recorded: Mapping[str, Any]) -> RunRequest:
-        """A request that resumes run `run_id`, with the parameters it recorded."""
+        """A request that resumes run `run_id`, with the parameters it recorded.
+
+        A credential's value is not recorded (`recorded_params`), so a run that had one cannot
+        be resumed as it was asked: the job would get `***` for a password, fail at its source
+        at best, or send the mask upstream as a credential. Such a run is not offered for
+        resuming (`runs_to_resume` passes it over: it stays interrupted or abandoned, for an
+        operator to queue again with the value); asked anyway, this refuses it, naming the
+        parameter, rather than guess."""
+        masked = sorted(k for k, v in recorded.items() if is_sensitive_param(k) and v == MASK)
+        if masked:
+            names = ", ".join(masked)
+            raise ConfigError(
+                f"run {run_id} cannot be resumed: its parameter(s) {names} held a credential,"
+                " which the run history does not keep; queue the run again with the value"
+            )
         params = {k: str(v) for k, v in recorded.items() if k not in RESERVED}
         return cls(
             kind=RESUME,
@@ -69,8 +91,9 @@ class RunRequest:
         )
 
     def recorded_params(self) -> dict[str, Any]:
-        """What the run's history row keeps of its parameters."""
-        recorded: dict[str, Any] = dict(self.params)
+        """What the run's history row keeps of its parameters (and `job_started` logs): a
+        credential's value masked (the job alone gets it, in ctx.params)."""
+        recorded: dict[str, Any] = masked_params(self.params)
         if self.full_refresh:
             recorded["full_refresh"] = True
         if self.since:

@@ -4,8 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
+
+from worker.redact import MASK, is_sensitive_param
+
+# What a run's recorded parameters hold beside its own (RunRequest.recorded_params): its window.
+WINDOW_PARAMS = ("full_refresh", "since", "until")
+
+
+def masked_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's parameters as they are recorded and shown: the value of one named like a
+    credential (`is_sensitive_param`: api_key, token, password…) replaced by `***`. The job
+    alone receives the real value (ctx.params)."""
+    return {name: MASK if is_sensitive_param(name) else value for name, value in params.items()}
 
 
 @dataclass(frozen=True)
@@ -25,10 +38,27 @@ class RunRecord:
     error: str | None
     dyno: str | None
     rejected: int = 0
+    recorded: dict[str, Any] = field(default_factory=dict)  # its params column, window included
 
     @property
     def duration(self) -> dt.timedelta | None:
         return None if self.finished_at is None else self.finished_at - self.started_at
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The run's own parameters, a credential's value masked (a run recorded before they
+        were masked at the source is masked here all the same)."""
+        own = {k: v for k, v in self.recorded.items() if k not in WINDOW_PARAMS}
+        return masked_params(own)
+
+    @property
+    def window(self) -> dict[str, Any]:
+        """The run's window: `since` and `until` (ISO dates or None), `full_refresh`."""
+        return {
+            "since": self.recorded.get("since"),
+            "until": self.recorded.get("until"),
+            "full_refresh": bool(self.recorded.get("full_refresh")),
+        }
 
     def as_json(self) -> dict[str, Any]:
         """The shape of `runs --json`, which operators' scripts read: the kind is `trigger`."""
@@ -46,6 +76,8 @@ class RunRecord:
             "error": self.error,
             "dyno": self.dyno,
             "rejected": self.rejected,
+            "params": self.params,
+            **self.window,
         }
 
 

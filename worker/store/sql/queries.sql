@@ -81,7 +81,7 @@ SELECT DISTINCT job FROM nightshift.runs WHERE status = 'running';
 
 -- name: recent_runs
 SELECT id, job, trigger, status, rows, changed, batches, reconnects, started_at, finished_at,
-       error, dyno, rejected
+       error, dyno, rejected, params
 FROM nightshift.runs
 WHERE %(job)s::text IS NULL OR job = %(job)s
 ORDER BY started_at DESC, id DESC
@@ -179,7 +179,10 @@ SELECT job, id, params FROM (
     ORDER BY job, started_at DESC, id DESC
 ) AS latest
 WHERE status IN ('interrupted', 'abandoned') AND resumed_by IS NULL
-  AND trigger IN ('schedule', 'catchup', 'queued', 'resume');
+  AND trigger IN ('schedule', 'catchup', 'queued', 'resume')
+  -- Nor a run whose credential parameter was recorded masked ('***'): its value is kept
+  -- nowhere, and a resume would hand the job the mask (see RunRequest.resuming).
+  AND NOT EXISTS (SELECT FROM jsonb_each_text(params) AS p WHERE p.value = '***');
 
 -- name: bookkeeping_exists
 -- Before the first `migrate` there is no run history to show.
