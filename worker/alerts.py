@@ -26,6 +26,7 @@ from worker.errors import ShutdownRequested
 from worker.logs import get_logger
 from worker.redact import redact, register_secret
 from worker.source.retry import retry_after
+from worker.text import slack
 
 log = get_logger("nightshift.alerts")
 # One attempt's connect and read timeout (less when less of the bound is left).
@@ -42,6 +43,14 @@ _RETRIED_ERRORS = (
 )
 
 
+def message(text: str, **fields: Any) -> dict[str, Any]:
+    """A webhook payload: `text` for people, beside `fields`, plain data for machines (`job`,
+    `error`… as they are). Every message is made here, so that its `text` is Slack-escaped
+    whole (`&`, `<`, `>`): a job name, an error or a dyno cannot ping `<!channel>` or
+    disguise a link; our own wording uses none of the three. Redacted first, like any line."""
+    return {"text": slack(redact(text)), **fields}
+
+
 def failure_message(result: Any, dyno: str) -> dict[str, Any]:
     run = f"run {result.run_id}" if result.run_id else "a run that could not be recorded"
     rejected = getattr(result, "rejected", 0)
@@ -55,16 +64,16 @@ def failure_message(result: Any, dyno: str) -> dict[str, Any]:
             f" {rejected} row(s) refused ({run} on {dyno});"
             f" see `python -m worker rejects {result.job}`"
         )
-    return {
-        "text": text,
-        "alert": "failed" if result.status == "failed" else "rejected",
-        "job": result.job,
-        "run_id": result.run_id,
-        "status": result.status,
-        "error": error,
-        "rejected": rejected,
-        "dyno": dyno,
-    }
+    return message(
+        text,
+        alert="failed" if result.status == "failed" else "rejected",
+        job=result.job,
+        run_id=result.run_id,
+        status=result.status,
+        error=error,
+        rejected=rejected,
+        dyno=dyno,
+    )
 
 
 def recovered_message(result: Any, dyno: str, failed_runs: int) -> dict[str, Any]:
@@ -73,17 +82,17 @@ def recovered_message(result: Any, dyno: str, failed_runs: int) -> dict[str, Any
         f":white_check_mark: Nightshift job {result.job} recovered (run {result.run_id} on"
         f" {dyno}) after {failed_runs} failed run(s)"
     )
-    return {
-        "text": text,
-        "alert": "recovered",
-        "job": result.job,
-        "run_id": result.run_id,
-        "status": result.status,
-        "error": None,
-        "rejected": getattr(result, "rejected", 0),
-        "dyno": dyno,
-        "failed_runs": failed_runs,
-    }
+    return message(
+        text,
+        alert="recovered",
+        job=result.job,
+        run_id=result.run_id,
+        status=result.status,
+        error=None,
+        rejected=getattr(result, "rejected", 0),
+        dyno=dyno,
+        failed_runs=failed_runs,
+    )
 
 
 def send_run_alerts(

@@ -7,7 +7,6 @@ running elsewhere.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import traceback
@@ -24,6 +23,7 @@ from worker.run.errors import JobBusy, RunError
 from worker.run.rejects import replay_rejects
 from worker.run.request import MANUAL, QUEUED, RunRequest, parse_params, window
 from worker.service.cron import next_fire
+from worker.show import json_text, params_text, table
 from worker.store import queries
 from worker.store.drift import Difference, compare, counted, report
 from worker.store.migrate import (
@@ -34,6 +34,7 @@ from worker.store.migrate import (
     shown,
 )
 from worker.store.records import Enqueued, RunRecord, ServerFacts, utc_text
+from worker.text import printable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
 # An operator asking `check`, `jobs` or `runs` wants an answer soon, not a ridden-out outage.
@@ -121,16 +122,24 @@ def main(argv: list[str]) -> int:
     except Exception as exc:  # a bug of ours: one line all the same; the trace at DEBUG
         _fail(f"unexpected {type(exc).__name__}: {exc}")
         if os.environ.get("LOG_LEVEL", "").upper() == "DEBUG":
-            print(redact(traceback.format_exc()), file=sys.stderr)
+            for line in traceback.format_exc().splitlines():
+                print(printable(redact(line)), file=sys.stderr)
         return EXIT_FAILED
 
 
+# Every line printed is redacted, then escaped (`printable`): whatever part of it came from a
+# row, a source, an error text or the database, the terminal shows it and obeys none of it.
 def _fail(message: str) -> None:
-    print(f"error: {redact(message)}", file=sys.stderr)
+    print(f"error: {printable(redact(message))}", file=sys.stderr)
 
 
 def _out(line: str = "") -> None:
-    print(redact(line))
+    print(printable(redact(line)))
+
+
+def _out_json(value: Any) -> None:
+    """A JSON document for scripts, its strings escaped (worker.show.json_text)."""
+    print(redact(json_text(value)))
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -225,7 +234,7 @@ def cmd_runs(settings: Settings, jobs: Mapping[str, Job], args: argparse.Namespa
     with Database(settings, "nightshift:cli", writable=False) as db:
         runs = _query(db, lambda cur: queries.recent_runs(cur, args.job, args.limit), [])
     if args.json:
-        _out(json.dumps([run.as_json() for run in runs], indent=2))
+        _out_json([run.as_json() for run in runs])
         return EXIT_OK
     rows = [
         [
@@ -238,12 +247,13 @@ def cmd_runs(settings: Settings, jobs: Mapping[str, Job], args: argparse.Namespa
             run.rejected,
             utc_text(run.started_at),
             _took(run),
+            params_text(run)[:80],
             (run.error or "")[:100],
         ]
         for run in runs
     ]
     header = ["id", "job", "trigger", "status", "rows", "changed", "rejected", "started", "took"]
-    _table([*header, "error"], rows)
+    _table([*header, "params", "error"], rows)
     return EXIT_OK
 
 
@@ -261,7 +271,7 @@ def cmd_rejects(settings: Settings, jobs: Mapping[str, Job], args: argparse.Name
     with Database(settings, "nightshift:cli", writable=False) as db:
         found = _query(db, lambda cur: queries.list_rejects(cur, args.job, args.limit), [])
     if args.json:
-        _out(json.dumps([reject.as_json() for reject in found], indent=2))
+        _out_json([reject.as_json() for reject in found])
         return EXIT_OK
     rows = [
         [r.id, r.job, r.run_id or "-", utc_text(r.rejected_at), r.key or "-", r.error[:100]]
@@ -279,7 +289,7 @@ def cmd_migrate(settings: Settings, jobs: Mapping[str, Job], _args: argparse.Nam
         for line in done.refusal():
             _fail(line)
         for line in done.remedy():
-            print(redact(line), file=sys.stderr)
+            print(printable(redact(line)), file=sys.stderr)
         return EXIT_FAILED
     _out(f"migrations applied: {', '.join(done.migrations) or 'none needed'}")
     _out(f"migration files applied: {', '.join(done.job_migrations) or 'none'} ({shown(folder)})")
@@ -353,9 +363,5 @@ def _took(run: RunRecord) -> str:
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> None:
-    cells = [header, *[[str(c) for c in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    for row in cells:
-        _out("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    if not rows:
-        _out("(none)")
+    for line in table(header, rows):
+        _out(line)
