@@ -264,7 +264,12 @@ def cmd_rejects(settings: Settings, jobs: Mapping[str, Job], args: argparse.Name
         job = lookup(jobs, args.job)
         with Database(settings, "nightshift:rejects") as db:
             done = db.run(lambda cur: replay_rejects(cur, job), budget=_cli_budget(settings))
-        _out(f"{job.name}: {done.loaded} reject(s) loaded and removed, {done.still_refused} left")
+        for reject_id, key in done.superseded:  # a later run wrote the key: kept, not undone
+            _out(f"{job.name}: reject {reject_id} (key {key or '-'}) superseded by a later write")
+        _out(
+            f"{job.name}: {done.loaded} loaded, {len(done.superseded)} superseded,"
+            f" {done.still_refused} still refused"
+        )
         return EXIT_OK
     if args.job:
         lookup(jobs, args.job)

@@ -192,7 +192,7 @@ def test_orders_newer_wins_rejects_are_kept_and_replayed_and_the_token_never_sho
     db.query("ALTER TABLE orders ALTER COLUMN total TYPE text")
     replayed = run("rejects", "orders", "--replay")
     assert replayed.returncode == 0, replayed.stderr
-    assert replayed.stdout.strip() == "orders: 1 reject(s) loaded and removed, 0 left"
+    assert replayed.stdout.strip() == "orders: 1 loaded, 0 superseded, 0 still refused"
     assert db.query("SELECT total FROM orders WHERE id = 2") == [("n/a",)]
     assert db.scalar("SELECT count(*) FROM nightshift.rejects") == 0
 

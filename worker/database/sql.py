@@ -27,6 +27,7 @@ __all__ = [
     "Composed",
     "Identifier",
     "Literal",
+    "fetch_refusable",
     "insert_values",
     "jsonb",
     "render_values",
@@ -140,3 +141,20 @@ def _send(
 def jsonb(value: Any, default: Callable[[Any], Any] | None = None) -> Json:
     """A value for a jsonb parameter; `default` encodes what json cannot (as json.dumps)."""
     return Json(value, dumps=lambda v: json.dumps(v, default=default, sort_keys=True))
+
+
+def fetch_refusable(cur: Any, statement: Composable, params: Sequence[Any]) -> tuple | None:
+    """`statement`'s first row (None: no row), under a savepoint: when the database or the
+    driver refuses its values (a key the column's type cannot hold), RowsRefused, and the
+    caller's transaction goes on."""
+    cur.execute("SAVEPOINT nightshift_fetch")
+    try:
+        cur.execute(statement, params)
+        row = cur.fetchone()
+    except (psycopg2.Error, ValueError, TypeError) as exc:
+        if not refuses_rows(exc):
+            raise
+        cur.execute("ROLLBACK TO SAVEPOINT nightshift_fetch")
+        raise RowsRefused(describe_error(exc).replace("\x00", "\\0")) from exc
+    cur.execute("RELEASE SAVEPOINT nightshift_fetch")
+    return row

@@ -28,8 +28,10 @@ from worker.run.errors import (
 )
 from worker.run.inflight import InFlight
 from worker.run.loader import Checked, Loader, Refusal, Written
+from worker.run.rejects import held_now
 from worker.run.state import StateTracker
 from worker.store import queries
+from worker.text import stored
 
 log = get_logger("nightshift.run")
 # A run's first batch holds this many rows at most, each next one twice the one before, up to
@@ -235,13 +237,17 @@ class BatchWriter:
     ) -> tuple[Written, list[Refusal]]:
         self.guard.check(cur)
         progress = self.progress
+        # What the table held for each refused row's key before this batch: the batch may
+        # write the same key (a later row), which a replay must then not undo.
+        held = [held_now(cur, self.job, refusal.row) for refusal in batch.refused]
         written = self.loader.write(cur, batch.rows, isolate=isolate)
         refused = batch.refused + written.refused
         rejected = progress.rejected + len(refused)
         if rejected > self.max_rejected:
             raise self._too_many(refused[-1], rejected, batch.number)
-        for refusal in refused:
-            self._save_reject(cur, refusal)
+        held += [held_now(cur, self.job, refusal.row) for refusal in written.refused]
+        for refusal, before in zip(refused, held, strict=True):
+            self._save_reject(cur, refusal, before)
         queries.save_progress(
             cur,
             self.run_id,
@@ -271,12 +277,11 @@ class BatchWriter:
             return None
         return _as_json({name: row.get(name) for name in self.job.key})
 
-    def _save_reject(self, cur: Any, refusal: Refusal) -> None:
+    def _save_reject(self, cur: Any, refusal: Refusal, held: str | None) -> None:
         row = refusal.row
         document = _as_json(dict(row) if isinstance(row, Mapping) else repr(row))
-        queries.save_reject(
-            cur, self.job.name, self.run_id, self._key(refusal), document, refusal.error
-        )
+        key, error = self._key(refusal), stored(refusal.error)
+        queries.save_reject(cur, self.job.name, self.run_id, key, document, error, held)
 
 
 def admit(loader: Loader, tracker: StateTracker, row: Any) -> Checked | Refusal:

@@ -151,14 +151,18 @@ def batch_statement(
 
 
 def save_reject(
-    cur: Any, job: str, run_id: int | None, key: str | None, row: str, error: str
+    cur: Any,
+    job: str,
+    run_id: int | None,
+    key: str | None,
+    row: str,
+    error: str,
+    held: str | None = None,
 ) -> None:
-    """Keep a refused row (`key` and `row` as JSON text). In the batch's transaction."""
-    _execute(
-        cur,
-        "save_reject",
-        {"job": job, "run_id": run_id, "key": key, "row": row, "error": error},
-    )
+    """Keep a refused row (`key`, `row` and `held` as JSON text; `held`: what the table held
+    for its key then, None when unknown). In the batch's transaction."""
+    params = {"job": job, "run_id": run_id, "key": key, "row": row, "error": error}
+    _execute(cur, "save_reject", {**params, "held": held})
 
 
 def list_rejects(cur: Any, job: str | None, limit: int) -> list[Reject]:

@@ -147,6 +147,7 @@ class Reject:
     row: str  # JSON text
     error: str
     rejected_at: dt.datetime
+    held: str | None = None  # JSON text: the table's row for the key when it was refused
 
     def as_json(self) -> dict[str, Any]:
         return {

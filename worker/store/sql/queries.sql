@@ -37,8 +37,9 @@ state AS (
 {rows};
 
 -- name: save_reject
-INSERT INTO nightshift.rejects (job, run_id, key, "row", error)
-VALUES (%(job)s, %(run_id)s, %(key)s, %(row)s, %(error)s);
+-- `held`: what stood in the job's table for the row's key (migration 0009).
+INSERT INTO nightshift.rejects (job, run_id, key, "row", error, held)
+VALUES (%(job)s, %(run_id)s, %(key)s, %(row)s, %(error)s, %(held)s::jsonb);
 
 -- name: run_progress
 -- What the database holds of a run: after a failover it may be less than the run saw commit.
@@ -202,7 +203,7 @@ ON CONFLICT (job, scheduled_for) WHERE scheduled_for IS NOT NULL DO NOTHING
 RETURNING id;
 
 -- name: list_rejects
-SELECT id, job, run_id, key::text, "row"::text, error, rejected_at
+SELECT id, job, run_id, key::text, "row"::text, error, rejected_at, held::text
 FROM nightshift.rejects
 WHERE %(job)s::text IS NULL OR job = %(job)s
 ORDER BY id

@@ -1,0 +1,1 @@
+"""Jobs for the replay tests: rows from a JSON document at REPLAY_URL, as they are."""
