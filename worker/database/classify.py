@@ -88,8 +88,10 @@ def classify(exc: BaseException, conn: object | None = None) -> Verdict:
 
 
 # Errors a row's own values cause (besides classes 22, data, and 23, constraints): a value of
-# the wrong type, one that cannot be coerced, one too big for an index.
-_ROW_SQLSTATES = frozenset({"42804", "42846", "54000"})
+# the wrong type, one that cannot be coerced, one too big for an index; two rows of one
+# statement with keys the table finds equal (21000, "cannot affect row a second time"), which
+# the loader's de-duplication missed: written apart, they go in one after the other.
+_ROW_SQLSTATES = frozenset({"21000", "42804", "42846", "54000"})
 
 
 def refuses_rows(exc: BaseException) -> bool:

@@ -2,9 +2,10 @@
 
 execute_values adapts every value through psycopg2's adaptation protocol, ~1.5 µs a value
 (3 µs for a datetime): for wide batches the largest cost of a run. For the types jobs yield
-most (None, bool, int, float, Decimal, str, date, datetime, all of their exact class) this
-module writes the literal itself, byte for byte what psycopg2 writes (tests/unit/test_literals
-compares them on hostile values); any other value goes through psycopg2's own adapter here.
+most (None, bool, int, float, Decimal, str, date, datetime, all of their exact type) this
+module writes the literal itself, byte for byte what psycopg2 writes (with our Decimal adapter,
+`adapters`; tests/integration/test_literals.py compares them on hostile and generated values);
+any other value goes through psycopg2's own adapter here.
 
 Only on a session where that equality holds: client encoding UTF8 and
 standard_conforming_strings on (Heroku's, and every server's default since 9.1), where a
@@ -20,6 +21,8 @@ from decimal import Decimal
 from typing import Any
 
 from psycopg2.extensions import adapt
+
+from worker.database.adapters import decimal_literal
 
 
 def supported(conn: Any) -> bool:
@@ -47,10 +50,16 @@ def _literal_for(conn: Any) -> Callable[[Any], str]:
         prepare = getattr(adapter, "prepare", None)
         if prepare is not None:
             prepare(conn)
-        return adapter.getquoted().decode()
+        quoted = adapter.getquoted()
+        if isinstance(quoted, bytes):
+            return quoted.decode()
+        if isinstance(quoted, str):  # psycopg2 accepts a str too (and encodes it)
+            return quoted
+        raise TypeError(f"{type(adapter).__name__}.getquoted() returned {type(quoted).__name__}")
 
     def literal(value: Any) -> str:
-        writer = writers(value.__class__)
+        # type(), not __class__: an object can claim any class; psycopg2 adapts by type too.
+        writer = writers(type(value))
         if writer is None:
             return adapted(value)
         text = writer(value)
@@ -76,23 +85,19 @@ def _float(value: float) -> str | None:
     return _signed(repr(value))
 
 
-def _decimal(value: Decimal) -> str | None:
-    return _signed(str(value)) if value.is_finite() else None
-
-
 def _datetime(value: dt.datetime) -> str:
     kind = "timestamp" if value.tzinfo is None else "timestamptz"
     return f"'{value.isoformat()}'::{kind}"
 
 
 _INF = float("inf")
-# Writers by exact class (a subclass may adapt differently); None from one: use psycopg2's.
+# Writers by exact type (a subclass may adapt differently); None from one: use psycopg2's.
 _WRITERS: dict[type, Callable[[Any], str | None]] = {
     type(None): lambda value: "NULL",
     bool: lambda value: "true" if value else "false",
     int: lambda value: _signed(str(value)),
     float: _float,
-    Decimal: _decimal,
+    Decimal: decimal_literal,
     str: _text,
     dt.date: lambda value: f"'{value.isoformat()}'::date",
     dt.datetime: _datetime,

@@ -21,6 +21,12 @@ class AlreadyDone(Skipped):
     """Another process already did what this run was for."""
 
 
+class RequestRefused(Skipped):
+    """A queued request, or a run cut short, that no run can serve as it was asked: `str()`
+    says why, in one line. Nothing was started; the worker settles it once, as a run with the
+    status `refused` (worker.run.refusals)."""
+
+
 class RunError(NightshiftError):
     """The run failed."""
 
@@ -83,6 +89,12 @@ class TooManyRejected(RunError):
     def __init__(self, message: str, cause: str) -> None:
         self.cause = cause  # that of the refusals: "load" (the database), "bad row" (our checks)
         super().__init__(message)
+
+
+class BadState(RunError):
+    """The job's saved state cannot be used (a cursor an older version saved, say)."""
+
+    cause = "state"
 
 
 class Unexpected(RunError):

@@ -5,7 +5,8 @@ a rerun changes nothing; with a version column, only a row at least as new as th
 replaces it. append: ON CONFLICT (key) DO NOTHING, a known row is kept as it is. Either way a
 replayed batch writes nothing twice. A batch holding one key twice is reduced first (Postgres
 refuses to touch a row twice in one statement): the greatest version wins, then in upsert mode
-the later row, in append mode the first.
+the later row, in append mode the first. "One key" is as the table compares it (`keys`): `1`
+and `"1"` in a text key, two spellings of a uuid, two offsets of one instant are one key.
 
 Rows the table refuses are isolated, not fatal: a row that fails the declaration's checks is
 refused before the INSERT; when the database refuses the INSERT for its values, the batch is
@@ -23,6 +24,7 @@ from typing import Any
 from worker.database import RowsRefused, sql
 from worker.registry import Job
 from worker.run.errors import Unconvertible
+from worker.run.keys import Identity, identity
 from worker.run.values import convert
 
 # Values whose length counts towards a batch's bytes (the others count 8).
@@ -46,8 +48,8 @@ class Refusal:
 class Checked:
     """A row that passed the declaration's checks, ready to send."""
 
-    values: tuple  # in column order, JSON columns encoded
-    key: tuple
+    values: tuple  # in column order, JSON columns encoded, as the job yielded them
+    key: tuple  # the key's identity: its values as the table compares them (`keys`)
     version: Any
     row: Any  # as the job yielded it (kept for a refusal)
     size: int  # about how many bytes its values take in the statement
@@ -72,6 +74,9 @@ class Loader:
         self.cursor_is_version = job.cursor is not None and job.cursor == job.version
         self._version_type = job.columns[job.version] if job.version else ""
         self._key_of = _picker(self._key_index)
+        self._identity_of = _picker(
+            self._key_index, tuple(identity(job.columns[k]) for k in job.key)
+        )
         self._json_chunks = json_chunks()
         self._width = 8 * len(self.columns)
         self._json_index = tuple(
@@ -123,13 +128,13 @@ class Loader:
             unknown = ", ".join(sorted(str(k) for k in row if k not in self._known))
             raise ValueError(f"row has undeclared column(s) {unknown}")
         values = tuple(map(row.get, self.columns))
-        key = self._key_of(values)
+        key = self._identity_of(values)  # None stays None, a value it cannot convert stays as is
         if None in key:
             raise ValueError(f"row has no value for key {', '.join(self.job.key)}")
         try:
             hash(key)
         except TypeError:
-            kinds = ", ".join(type(v).__name__ for v in key)
+            kinds = ", ".join(type(v).__name__ for v in self._key_of(values))
             raise ValueError(
                 f"key {', '.join(self.job.key)} must be a plain value, not {kinds}"
             ) from None
@@ -144,7 +149,7 @@ class Loader:
         # About the bytes the values take in the statement: text is most of it, 8 for the rest.
         size = self._width
         for value in values:
-            if value.__class__ in _SIZED:
+            if type(value) in _SIZED:  # type(): an object can claim to be a str
                 size += len(value)
         return Checked(values, key, version, row, size)
 
@@ -240,12 +245,21 @@ def _newer_or_same(version: Any, held: Any) -> bool:
     return held is None or (version is not None and version >= held)
 
 
-def _picker(indexes: tuple[int, ...]) -> Callable[[tuple], tuple]:
-    """A function taking the values at `indexes` out of a row, as a tuple."""
+def _picker(
+    indexes: tuple[int, ...], identities: tuple[Identity | None, ...] = ()
+) -> Callable[[tuple], tuple]:
+    """A function taking the values at `indexes` out of a row, as a tuple; each through its
+    identity, where one is given (the row's hot path: a plain int or str key costs one call)."""
+    if not any(identities):
+        if len(indexes) == 1:
+            index = indexes[0]
+            return lambda values: (values[index],)
+        return itemgetter(*indexes)
     if len(indexes) == 1:
-        index = indexes[0]
-        return lambda values: (values[index],)
-    return itemgetter(*indexes)
+        index, identify = indexes[0], identities[0]
+        return lambda values: (identify(values[index]),)  # type: ignore[misc]
+    pairs = list(zip(indexes, identities, strict=True))
+    return lambda values: tuple([f(values[i]) for i, f in pairs])  # type: ignore[misc]
 
 
 def json_chunks() -> Callable[[Any, int], Any]:

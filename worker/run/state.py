@@ -13,7 +13,12 @@ saved with the next batch.
 
 A run with a window (`--since/--until`) or a full refresh starts from no saved state; a run
 with a window saves none either (as dlt's incremental with an end value): a backfill must
-never move the cursor past rows it did not load.
+never move the cursor past rows it did not load. A full refresh replaces the saved state with
+its own, even when it reaches no cursor.
+
+A saved cursor that cannot be read back as its column's type (NaN or ±Infinity saved by an
+older version, or a column whose type changed) fails the run in one line naming the remedy,
+`--full-refresh`, which never reads it.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 
 from worker.redact import safe_url
 from worker.registry import Job
+from worker.run.errors import BadState, Unconvertible
 from worker.run.values import convert
 
 CURSOR, CURSORS = "cursor", "cursors"
@@ -42,6 +48,10 @@ class StateTracker:
         self._cursor_type = job.columns[job.cursor] if job.cursor else None
         self.saving = not window
         self.saved: dict[str, Any] = {} if full_refresh or window else dict(saved)
+        self._check_saved_cursors()
+        # A full refresh's first batch saves its state even when it holds nothing new: what the
+        # database holds is the state this run set out to replace.
+        self._replacing = full_refresh and self.saving and bool(saved)
         self.scope: str | None = None
         self._latest = dict(self.saved)
         self._highest: Any = None
@@ -94,7 +104,7 @@ class StateTracker:
             previous = self._saved_cursor(self._latest)
             if previous is None or self._highest > previous:
                 state = self._with_cursor(state, self._highest)
-        return None if state == self._latest else state
+        return None if state == self._latest and not self._replacing else state
 
     def handed(self, state: dict[str, Any] | None) -> None:
         """The batch carrying `state` is on its way: it commits before any later batch does,
@@ -102,9 +112,37 @@ class StateTracker:
         if state is not None:
             self._latest = state
             self._pending = {}
+            self._replacing = False
             self.cursor = self._saved_cursor(state)
 
     # -- the cursor's place in the state ---------------------------------------------------------
+    def _check_saved_cursors(self) -> None:
+        """Raise BadState when a saved cursor (of any source) cannot be read back.
+
+        Failing, rather than ignoring the value and starting from no cursor, is deliberate: a
+        job without its cursor reads its source from the start, which for an API can mean hours
+        of requests, rate limits and a bill. That is the operator's call, made with
+        `--full-refresh` (the run that does exactly that), not one to take silently on a
+        schedule behind a log line nobody reads. Checked before the job starts, every source's,
+        so the failure is the run's own line and not an error raised inside the job's code.
+        """
+        if self._cursor_type is None:
+            return
+        saved: list[tuple[str | None, Any]] = [(None, self.saved.get(CURSOR))]
+        scoped = self.saved.get(CURSORS)
+        if isinstance(scoped, dict):
+            saved += list(scoped.items())
+        for scope, raw in saved:
+            try:
+                decode_cursor(self._cursor_type, raw)
+            except Unconvertible as exc:
+                source = f" for source {scope!r}" if scope is not None else ""
+                raise BadState(
+                    f"job {self.job.name!r}'s saved cursor{source} cannot be used ({exc});"
+                    f" run `python -m worker run {self.job.name} --full-refresh` to load the"
+                    " job afresh and replace it"
+                ) from None
+
     def _saved_cursor(self, state: dict[str, Any]) -> Any:
         if not self.job.cursor:
             return None

@@ -4,7 +4,9 @@ A job may yield a date as `date(2024, 1, 2)` or as `"2024-01-02"`, a time as an 
 naive datetime or an ISO string: the engine compares and saves them as the column's type, so a
 cursor never meets a value it cannot compare with. Naive timestamps are read as UTC (for a
 `timestamptz` column; a `timestamp` column keeps them naive and turns aware ones into naive
-UTC), as Heroku Postgres runs in UTC. A value that cannot be converted is a refused row.
+UTC), as Heroku Postgres runs in UTC. A value that cannot be converted is a refused row; so
+is NaN or ±Infinity in a number column (float, Decimal or text like "NaN", "-inf"): NaN has
+no order Python can compare, and a cursor at Infinity would never let another row pass it.
 """
 
 from __future__ import annotations
@@ -137,26 +139,35 @@ def _integer(value: Any) -> int:
     raise TypeError(type(value).__name__)
 
 
+def _not_finite(value: Any) -> Unconvertible:
+    return Unconvertible(
+        f"{_show(value)} is not a finite number: NaN and ±Infinity cannot be a cursor or a version"
+    )
+
+
 def _numeric(value: Any) -> Decimal:
     _refuse_bool(value)
     if isinstance(value, Decimal):
-        return value
-    if isinstance(value, int):
+        number = value
+    elif isinstance(value, int):
         return Decimal(value)
-    if isinstance(value, float | str):
+    elif isinstance(value, float | str):
         number = Decimal(str(value).strip())
-        if number.is_nan():
-            raise ValueError("NaN has no order")
-        return number
-    raise TypeError(type(value).__name__)
+    else:
+        raise TypeError(type(value).__name__)
+    if not number.is_finite():
+        raise _not_finite(value)
+    return number
 
 
 def _float(value: Any) -> float:
     _refuse_bool(value)
     if isinstance(value, int | float | Decimal | str):
+        if isinstance(value, Decimal) and not value.is_finite():  # float() refuses a sNaN
+            raise _not_finite(value)
         number = float(value)
-        if math.isnan(number):
-            raise ValueError("NaN has no order")
+        if not math.isfinite(number):
+            raise _not_finite(value)
         return number
     raise TypeError(type(value).__name__)
 
