@@ -11,7 +11,11 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+import psycopg2
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from psycopg2.extensions import register_adapter
 from psycopg2.extras import Json
 
 from worker.database import literals, sql
@@ -121,3 +125,130 @@ def test_a_session_reading_literals_otherwise_is_rendered_by_execute_values(
     with conn.cursor() as cur:
         cur.execute(b"SELECT * FROM (VALUES " + rendered.text + b") AS v")
         assert cur.fetchall() == rows
+
+
+# -- numbers psycopg2 alone would write as NaN -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "literal"),
+    [
+        (Decimal("Infinity"), b"'Infinity'::numeric"),
+        (Decimal("-Infinity"), b"'-Infinity'::numeric"),
+        (Decimal("NaN"), b"'NaN'::numeric"),
+        (Decimal("-NaN"), b"'NaN'::numeric"),
+        (Decimal("sNaN"), b"'NaN'::numeric"),
+        (float("inf"), b"'Infinity'::float"),
+        (float("-inf"), b"'-Infinity'::float"),
+        (float("nan"), b"'NaN'::float"),
+    ],
+    ids=repr,
+)
+def test_nan_and_infinity_are_written_as_themselves_by_both_paths(conn, value, literal):
+    assert literals.values_list(conn, [(value,)]) == b"(" + literal + b")"
+    assert execute_values_text(conn, [(value,)]) == b"(" + literal + b")"
+
+
+def test_the_server_reads_back_numeric_infinity_not_nan(conn):
+    rendered = sql.render_values(conn, [(Decimal("Infinity"), Decimal("-Infinity"))])
+    assert rendered is not None
+    with conn.cursor() as cur:
+        cur.execute(b"SELECT v.a::text, v.b::text FROM (VALUES " + rendered.text + b") AS v(a, b)")
+        assert cur.fetchone() == ("Infinity", "-Infinity")
+
+
+# -- values that are not what they claim -------------------------------------------------------
+
+
+class _ClaimsInt:
+    """An object claiming to be an int, whose text is SQL."""
+
+    __class__ = property(lambda self: int)  # type: ignore[assignment]
+
+    def __str__(self) -> str:
+        return "1) OR (1=1"
+
+
+def test_an_object_claiming_a_class_is_adapted_by_its_type_and_refused_like_execute_values(conn):
+    spoof = _ClaimsInt()
+    assert isinstance(spoof, int)  # what __class__ makes it claim
+    with pytest.raises(psycopg2.ProgrammingError, match="can't adapt type '_ClaimsInt'"):
+        literals.values_list(conn, [(spoof,)])
+    with pytest.raises(psycopg2.ProgrammingError, match="can't adapt type '_ClaimsInt'"):
+        execute_values_text(conn, [(spoof,)])
+    assert sql.render_values(conn, [(spoof,)]) is None  # the send says why: a refused row
+
+
+class _Money:
+    def __init__(self, cents: int) -> None:
+        self.cents = cents
+
+
+class _MoneyAdapter:
+    """An adapter whose getquoted() returns str, which psycopg2 accepts (and encodes)."""
+
+    def __init__(self, money: _Money) -> None:
+        self.money = money
+
+    def getquoted(self) -> Any:
+        if self.money.cents < 0:
+            return self.money.cents  # neither bytes nor str: psycopg2 refuses it
+        return f"'{self.money.cents / 100:.2f} €'"
+
+
+register_adapter(_Money, _MoneyAdapter)
+
+
+def test_an_adapter_returning_str_is_written_as_execute_values_writes_it(conn):
+    rows = [(_Money(150), "x"), (_Money(7), None)]
+    assert literals.values_list(conn, rows) == execute_values_text(conn, rows)
+    assert literals.values_list(conn, rows) == "('1.50 €','x'),('0.07 €',NULL)".encode()
+
+
+def test_an_adapter_returning_neither_bytes_nor_str_renders_nothing(conn):
+    with pytest.raises(ValueError, match="only bytes values expected"):
+        execute_values_text(conn, [(_Money(-1),)])
+    assert sql.render_values(conn, [(_Money(-1),)]) is None
+
+
+# -- generated values (hypothesis) -------------------------------------------------------------
+
+_OFFSETS = st.timedeltas(
+    min_value=-dt.timedelta(hours=23, minutes=59, seconds=59, microseconds=999999),
+    max_value=dt.timedelta(hours=23, minutes=59, seconds=59, microseconds=999999),
+).map(dt.timezone)
+_HUGE_DECIMALS = st.builds(
+    lambda sign, digits, exponent: Decimal((sign, tuple(digits), exponent)),
+    st.integers(0, 1),
+    st.lists(st.integers(0, 9), min_size=1, max_size=40),
+    st.integers(-(10**6), 10**6),
+)
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),  # nan, ±inf, -0.0, subnormals included
+    st.decimals(),  # NaN, sNaN, ±Infinity included
+    _HUGE_DECIMALS,
+    st.text(st.characters(codec=None, exclude_categories=())),  # NUL, surrogates, any unicode
+    st.text(alphabet="'\\\"$;-/*%()\x00E&U \n"),  # what quoting must survive
+    st.dates(),
+    st.datetimes(),
+    st.datetimes(timezones=_OFFSETS),
+)
+
+
+def _rendering(render: Any) -> tuple[str, Any]:
+    """What a rendering gives: its bytes, or that it refused (as render_values sees it)."""
+    try:
+        return "bytes", render()
+    except (psycopg2.Error, ValueError, TypeError):
+        return "refused", None
+
+
+@given(rows=st.lists(st.lists(VALUES, min_size=1, max_size=4).map(tuple), min_size=1, max_size=5))
+@settings(max_examples=300)
+def test_generated_rows_are_written_as_execute_values_writes_them_byte_for_byte(conn, rows):
+    ours = _rendering(lambda: literals.values_list(conn, rows))
+    theirs = _rendering(lambda: execute_values_text(conn, rows))
+    assert ours == theirs

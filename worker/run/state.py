@@ -138,7 +138,7 @@ class StateTracker:
             except Unconvertible as exc:
                 source = f" for source {scope!r}" if scope is not None else ""
                 raise BadState(
-                    f"job {self.job.name!r}'s saved cursor{source} cannot be used ({exc});"
+                    f"the saved cursor of job {self.job.name!r}{source} cannot be used ({exc});"
                     f" run `python -m worker run {self.job.name} --full-refresh` to load the"
                     " job afresh and replace it"
                 ) from None
