@@ -45,8 +45,8 @@ _SPECIAL = re.compile(f"{_SPACE}(?i:([+-]?)(inf|infinity)|(nan)){_SPACE}")
 _UUID = re.compile(r"(\{)?([0-9a-fA-F]{4}(?:-?[0-9a-fA-F]{4}){7})(?(1)\})")
 _MOMENT = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
-    r"(?:[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]{1,6}))?)?"
-    r"(Z|([+-])([0-9]{2})(?::?([0-9]{2}))?)?)?"
+    r"(?:[Tt ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]{1,6}))?)?"
+    r"([Zz]|([+-])([0-9]{2})(?::?([0-9]{2}))?)?)?"
 )
 # numeric: at most this many digits either side of the point (the server's own limits are far
 # beyond; past these the value is its own identity, and formatting stays cheap).
@@ -307,7 +307,7 @@ def _date(value: Any) -> dt.date:
         return value
     if kind is dt.datetime:
         return _instant(value).date() if value.tzinfo is not None else value.date()
-    if kind is str and len(value) == 10:
+    if kind is str:  # date_in ignores a time and an offset written after the date
         return _moment(value).date()
     raise ValueError
 
@@ -328,7 +328,7 @@ def _moment(value: Any) -> dt.datetime:
         raise ValueError
     year, month, day, hour, minute, second, fraction, zone, sign, hours, minutes = match.groups()
     tz = None
-    if zone == "Z":
+    if zone in ("Z", "z"):
         tz = dt.UTC
     elif zone:
         offset = dt.timedelta(hours=int(hours), minutes=int(minutes or 0))
