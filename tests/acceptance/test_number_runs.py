@@ -147,3 +147,17 @@ def test_a_full_refresh_that_reaches_no_cursor_still_replaces_an_unusable_one(cl
 
     assert db.state("numbers") == {}
     assert cli("run", "numbers", VALUES_URL=feed.url, **VALUES).returncode == 0
+
+
+def test_a_refused_row_keyed_by_a_negative_number_is_kept_and_the_run_succeeds(cli, db, feed):
+    """What the table held for the refused row's key is looked up with the key as sent: -1
+    must be read as minus one, not as the minus of the text '1'."""
+    feed.serve(
+        {"rows": [{"id": -1, "n": 1, "price": {"$decimal": "Infinity"}}, {"id": -2, "n": 2}]}
+    )
+
+    result = cli("run", "numbers", VALUES_URL=feed.url, **VALUES)
+
+    assert result.returncode == 0, result.stderr
+    assert rejects(db) == [("-1", "22003 numeric field overflow")]
+    assert db.query("SELECT id FROM numbers") == [("-2",)]

@@ -237,7 +237,7 @@ def _wild(values: st.SearchStrategy) -> st.SearchStrategy:
 
 def _integer_spellings(n: int) -> st.SearchStrategy:
     return st.sampled_from(
-        [n, str(n), f" {n}\t", f"+{n}", f"{n:05d}", float(n), Decimal(n),
+        [n, str(n), f" {n}\t", f"+{n}" if n >= 0 else f"{n} ", f"{n:05d}", float(n), Decimal(n),
          Decimal(n) + Decimal("0.5"), float(n) - 0.5, Decimal(f"{n}.00")]
     )  # fmt: skip
 

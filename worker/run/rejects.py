@@ -44,8 +44,8 @@ def held_now(cur: Any, job: Job, row: Any) -> str | None:
     if any(value is None or isinstance(value, dict | list) for value in key):
         return None
     columns = sql.SQL(", ").join(map(sql.Identifier, job.key))
-    values = sql.SQL(", ").join(
-        sql.SQL("%s::{}").format(sql.SQL(job.columns[name])) for name in job.key
+    values = sql.SQL(", ").join(  # CAST, not ::, which binds before a negative number's minus
+        sql.SQL("CAST(%s AS {})").format(sql.SQL(job.columns[name])) for name in job.key
     )
     statement = sql.SQL("SELECT to_jsonb(t)::text FROM {} AS t WHERE ({}) = ({})").format(
         sql.Identifier(job.schema, job.table), columns, values
