@@ -104,21 +104,63 @@ def send_run_alerts(
     """The alerts a run's end calls for; never raises, and returns within ALERT_DEADLINE s
     (give or take one attempt's last read).
 
-    A run that succeeded after failed runs says "recovered", once: the next success finds no
-    failed run before it. `failed_runs_before(budget)` counts them (from the run history),
-    within `budget` seconds. A success that refused rows recovers too, then warns of its rows.
+    One alert per failure streak: a failed run alerts when it is the first of its job's failed
+    runs in a row (none since the last success); the next ones log `alert_held` instead. A run
+    that succeeded after failed runs says "recovered", once: the next success finds no failed
+    run before it. `failed_runs_before(budget)` counts them (from the run history), within
+    `budget` seconds; a count that cannot be had counts none (better one alert too many than
+    a failure unsaid). A success that refused rows recovers too, then warns of its rows.
     """
     if not settings.alert_webhook_url:
         return
     delivery = Delivery(settings, stop)
     try:
-        if result.status == "succeeded" and result.run_id is not None:
-            failed_runs = delivery.count(failed_runs_before)
-            if failed_runs:
-                delivery.post(recovered_message(result, settings.dyno, failed_runs))
-        if result.status == "failed" or getattr(result, "rejected", 0):
+        counted = result.run_id is not None and result.status in ("succeeded", "failed")
+        failed_runs = delivery.count(failed_runs_before) if counted else 0
+        if result.status == "succeeded" and failed_runs:
+            delivery.post(recovered_message(result, settings.dyno, failed_runs))
+        if result.status == "failed" and failed_runs:
+            log.info(
+                "alert_held", alert="failed", job=result.job, run_id=result.run_id,
+                failed_runs=failed_runs + 1, reason="alerted at the first failed run in a row",
+            )  # fmt: skip
+        elif result.status == "failed" or getattr(result, "rejected", 0):
             delivery.post(failure_message(result, settings.dyno))
     except Exception as exc:  # a bug of ours: still never the run's or the worker's failure
+        log.error("alert_failed", reason=f"unexpected {type(exc).__name__}", host=delivery.host)
+
+
+def refused_message(refusal: Any, dyno: str) -> dict[str, Any]:
+    """A request (or a resume) that no run can serve, settled as a `refused` run: said once."""
+    text = (
+        f":no_entry: Nightshift job {refusal.job}: {refusal.error}"
+        f" (run {refusal.run_id} on {dyno}); the job's next requests run"
+    )
+    return message(
+        text,
+        alert="refused",
+        job=refusal.job,
+        run_id=refusal.run_id,
+        status="refused",
+        error=redact(refusal.error),
+        rejected=0,
+        dyno=dyno,
+        request_id=refusal.request_id,
+    )
+
+
+def send_refused_alert(
+    settings: Settings, refusal: Any, stop: threading.Event | None = None
+) -> None:
+    """The one alert of a refused request or resume (worker.run.refusals.Refusal); never
+    raises, and returns within ALERT_DEADLINE s. Not part of the job's failure streak: the
+    job itself may work, and a refusal neither opens a streak nor earns a "recovered"."""
+    if not settings.alert_webhook_url:
+        return
+    delivery = Delivery(settings, stop)
+    try:
+        delivery.post(refused_message(refusal, settings.dyno))
+    except Exception as exc:  # a bug of ours: never the worker's failure
         log.error("alert_failed", reason=f"unexpected {type(exc).__name__}", host=delivery.host)
 
 

@@ -3,6 +3,10 @@
 In one transaction, under the job's advisory lock: recognise a replay of ourselves (a COMMIT
 whose answer was lost), refuse a fire time or a resume another process already served, claim
 a queued request, record the run, mark the job's dead runs abandoned, and read its state.
+
+A claimed request is read as text and checked here (`parse_stored`): one no run can serve is
+left pending (RequestRefused) for the queue watcher to settle as refused. Once claimed, the
+value of a credential-named parameter is cleared from the queue: the run alone carries it.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.registry import Job
-from worker.run.errors import AlreadyDone, JobBusy, LoadFailed
-from worker.run.request import RunRequest
-from worker.store import queries
+from worker.run.errors import AlreadyDone, JobBusy, LoadFailed, RequestRefused
+from worker.run.request import RunRequest, cleared, parse_stored
+from worker.store import claims, queries
 from worker.store.migrate import migrate
+from worker.store.records import QueuedRequest
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,7 @@ class OpenRun:
         self.ensure_schema = ensure_schema
         self.token = str(uuid.uuid4())
         self.attempts = 0
+        self._claimed: QueuedRequest | None = None  # as the latest attempt claimed it
 
     def __call__(self, cur: Any) -> Opened:
         job = self.job
@@ -66,7 +72,7 @@ class OpenRun:
             self.token, request.fire_time, request.resumes,
         )  # fmt: skip
         if request.request_id is not None:
-            queries.link_request(cur, request.request_id, run_id)
+            claims.link_request(cur, request.request_id, run_id, cleared(request.params))
         if request.resumes is not None:
             queries.mark_resumed(cur, request.resumes, run_id)
         abandoned = queries.abandon_dead_runs(cur, job.name, run_id, f"run {run_id}")
@@ -88,12 +94,21 @@ class OpenRun:
                 )
         if not request.queued:
             return request
-        claimed = queries.claim_request(cur, self.job.name, self.dyno)
-        if claimed is None:
+        stored = claims.claim_request(cur, self.job.name, self.dyno)
+        if stored is None:
             raise AlreadyDone("no queued request left for it (another worker took it)")
-        return request.with_queued(claimed)
+        try:
+            self._claimed = parse_stored(stored)
+        except RequestRefused as exc:  # rolled back: the queue watcher settles it
+            raise RequestRefused(f"request {stored.id} cannot be served: {exc}") from None
+        return request.with_queued(self._claimed)
 
     def _as_first_claimed(self, cur: Any, run_id: int) -> RunRequest:
-        """The request as the first attempt claimed it (a queued one is linked to the run)."""
-        claimed = queries.request_of_run(cur, run_id) if self.request.queued else None
-        return self.request if claimed is None else self.request.with_queued(claimed)
+        """The request as the attempt that recorded the run claimed it: as it parsed it then
+        (the queue keeps a credential's value cleared), else as the queue holds it."""
+        if not self.request.queued:
+            return self.request
+        if self._claimed is not None:
+            return self.request.with_queued(self._claimed)
+        stored = claims.request_of_run(cur, run_id)
+        return self.request if stored is None else self.request.with_queued(parse_stored(stored))

@@ -7,6 +7,7 @@ and `ctx.since` / `ctx.until` (a backfill window of ISO dates, either may be ope
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -14,7 +15,14 @@ from typing import Any
 
 from config import ConfigError
 from worker.redact import MASK, is_sensitive_param, register_secret
-from worker.store.records import WINDOW_PARAMS, QueuedRequest, masked_params
+from worker.run.errors import RequestRefused
+from worker.store.records import (
+    WINDOW_PARAMS,
+    CutShortRun,
+    QueuedRequest,
+    StoredRequest,
+    masked_params,
+)
 
 # Names the run history uses next to a run's own parameters.
 RESERVED = WINDOW_PARAMS
@@ -131,3 +139,100 @@ def window(since: str | None, until: str | None) -> tuple[dt.date | None, dt.dat
     if start and end and start > end:
         raise ConfigError(f"--since {start} is after --until {end}")
     return start, end
+
+
+# -- requests as stored: read back, checked, or refused --------------------------------------------
+# The dates a run can take: those a Python date holds (and nightshift.check_trigger admits).
+DATE_RANGE = "0001-01-01 to 9999-12-31"
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# A refused value is shown in its reason up to this many characters: a line, not a dump.
+SHOWN = 40
+_JSON_KINDS = {dict: "a JSON object", list: "a JSON array"}
+
+
+def parse_stored(stored: StoredRequest) -> QueuedRequest:
+    """A request as `nightshift.triggers` holds it (read as text), checked: RequestRefused,
+    saying why in one line, when no run can take it (a request queued before migration 0008,
+    or by a role that bypassed its checks)."""
+    params = _own_params(_json("params", stored.params))
+    since, until = _window(_date("since", stored.since), _date("until", stored.until))
+    return QueuedRequest(stored.id, params, stored.full_refresh, since, until)
+
+
+def resume_request(cut_short: CutShortRun) -> RunRequest:
+    """The request that resumes `cut_short` with the parameters it recorded, checked as a
+    queued request is: RequestRefused, saying why in one line, when no run can take them."""
+    recorded = _json("params", cut_short.params)
+    if not isinstance(recorded, dict):
+        raise RequestRefused(f"its params are {_shown(recorded)}, not a JSON object")
+    _own_params({k: v for k, v in recorded.items() if k not in RESERVED})
+    if not isinstance(recorded.get("full_refresh", False), bool):
+        raise RequestRefused(f"full_refresh {_shown(recorded['full_refresh'])} is not a boolean")
+    _window(_date("since", recorded.get("since")), _date("until", recorded.get("until")))
+    try:
+        return RunRequest.resuming(cut_short.id, recorded)
+    except ConfigError as exc:
+        raise RequestRefused(str(exc)) from None
+
+
+def cleared(params: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A claimed request's parameters as the queue keeps them: a credential's value (a name
+    `is_sensitive_param` knows) cleared to `***`, as the run alone needs it. None when no
+    parameter is named so (nothing to change)."""
+    if not any(is_sensitive_param(name) for name in params):
+        return None
+    return {name: MASK if is_sensitive_param(name) else v for name, v in params.items()}
+
+
+def _json(name: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise RequestRefused(f"{name} are nested too deeply to read") from None
+    except ValueError as exc:  # a number beyond int's digit limit, say
+        raise RequestRefused(f"{name} cannot be read: {_shown(str(exc))}") from None
+
+
+def _own_params(params: Any) -> dict[str, str]:
+    if not isinstance(params, dict):
+        raise RequestRefused(f"params must be a JSON object of strings, got {_shown(params)}")
+    for name, value in params.items():
+        if not isinstance(value, str):
+            raise RequestRefused(
+                f"params must be a JSON object of strings: {_shown(name)} is {_shown(value)}"
+            )
+    reserved = [name for name in RESERVED if name in params]
+    if reserved:
+        raise RequestRefused(f"params may not be named {', '.join(reserved)}: use the columns")
+    return params
+
+
+def _date(name: str, value: Any) -> dt.date | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and _ISO_DATE.fullmatch(value):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:  # year 0, month 13, February 30
+            pass
+    raise RequestRefused(f"{name} {_shown(value)} is not a date ({DATE_RANGE})")
+
+
+def _window(since: dt.date | None, until: dt.date | None) -> tuple[dt.date | None, dt.date | None]:
+    if since is not None and until is not None and since > until:
+        raise RequestRefused(f"since '{since}' is after until '{until}'")
+    return since, until
+
+
+def _shown(value: Any) -> str:
+    """A value in a reason: a string quoted and escaped (one line), cut at SHOWN characters;
+    a number, boolean or null as JSON writes it; an object or array by its kind alone."""
+    if isinstance(value, str):
+        return repr(value if len(value) <= SHOWN else value[: SHOWN - 1] + "…")
+    if isinstance(value, dict | list):
+        return _JSON_KINDS[type(value)]
+    try:
+        text = json.dumps(value)
+    except ValueError:  # an int too long to write
+        return "a JSON number"
+    return text if len(text) <= SHOWN else "a JSON number"

@@ -8,7 +8,9 @@ Never double-run, never silently skip:
 - catch-up at start: a fire time that fell in a restart (later than the job's last run) is run
   once now, recorded as `catchup`;
 - queued requests (`trigger`, or an INSERT) arrive through `worker.service.queue`;
-- runs cut short by a shutdown or a crash are resumed (`worker.service.housekeeping`).
+- runs cut short by a shutdown or a crash are resumed (`worker.service.housekeeping`);
+- a request or a resume no run can serve is settled once as a `refused` run: one log line
+  (`request_refused`), one alert, and the job's next requests run.
 
 On SIGTERM the scheduler stops starting runs, the queue watcher stops claiming, each run stops
 at its next safe point and records itself interrupted, and the process exits 0 before Heroku's
@@ -25,12 +27,14 @@ from typing import Any
 from apscheduler.events import EVENT_SCHEDULER_STARTED
 
 from config import Settings
+from worker.alerts import send_refused_alert
 from worker.database import Database, DatabaseError
 from worker.errors import ShutdownRequested
 from worker.logs import get_logger
 from worker.registry import Job
 from worker.run.active import ActiveRuns
 from worker.run.errors import JobBusy, Skipped
+from worker.run.refusals import Refusal
 from worker.run.request import CATCHUP, QUEUED, SCHEDULE, RunRequest
 from worker.run.run import FINISH_BUDGET_SECONDS, Run
 from worker.service.cron import latest_fire, misfire_grace
@@ -60,7 +64,7 @@ class Worker:
         self.active = ActiveRuns()
         self.scheduler = make_scheduler(min(MAX_THREADS, 2 * len(jobs) + 2))
         self.grace: dict[str, int] = {}  # each job's misfire grace, in seconds
-        self.queue = QueueWatcher(settings, self._schedule_queued_run)
+        self.queue = QueueWatcher(settings, self._schedule_queued_run, self._refused, jobs)
 
     def serve(self) -> int:
         self.shutdown.install()
@@ -188,18 +192,19 @@ class Worker:
     def _resume_cut_short(
         self, found: Findings, skip: set[str] | frozenset[str] = frozenset()
     ) -> None:
-        """Say which runs were found dead; resume each job's latest run if something cut it
-        short (unless `skip`)."""
+        """Say which runs were found dead, and which could not be resumed; resume each job's
+        latest run if something cut it short (unless `skip`)."""
         if found.abandoned:
             log.warning("dead_runs_abandoned", runs=found.abandoned)
-        for cut_short in found.to_resume:
-            name = cut_short.job
+        for refusal in found.refused:
+            self._refused(refusal)
+        for name, request in found.to_resume.items():
             if name in skip or name not in self.jobs or self.active.is_running(name):
                 continue
-            log.info("job_resuming", job=name, resumes=cut_short.id)
+            log.info("job_resuming", job=name, resumes=request.resumes)
             self.scheduler.add_job(
                 self._resume,
-                args=[name, cut_short.id, cut_short.params],
+                args=[name, request],
                 id=f"{name}:resume",
                 name=f"{name} (resume)",
                 replace_existing=True,
@@ -214,10 +219,26 @@ class Worker:
         if kind == QUEUED:
             self.queue.wake()  # more may be waiting for this job
 
-    def _resume(self, name: str, run_id: int, params: dict[str, Any]) -> None:
+    def _resume(self, name: str, request: RunRequest) -> None:
         if self.shutdown.requested:
             return
-        self._execute(name, RunRequest.resuming(run_id, params))
+        self._execute(name, request)
+
+    def _refused(self, refusal: Refusal) -> None:
+        """A request or a resume settled as refused: its one line, and its one alert (in a
+        thread of the scheduler's, as a run's are: a slow webhook holds no loop)."""
+        log.error(
+            "request_refused", job=refusal.job, run_id=refusal.run_id, error=refusal.error,
+            **({"request_id": refusal.request_id} if refusal.request_id else {}),
+            **({"resumes": refusal.resumes} if refusal.resumes else {}),
+        )  # fmt: skip
+        if self.settings.alert_webhook_url:
+            self.scheduler.add_job(
+                send_refused_alert,
+                args=[self.settings, refusal, self.shutdown.event],
+                name=f"alert: run {refusal.run_id} refused",
+                misfire_grace_time=None,
+            )
 
     def _execute(self, name: str, request: RunRequest) -> None:
         run = Run(

@@ -24,7 +24,6 @@ from worker.store.records import (
     Enqueued,
     HeldProgress,
     LastRun,
-    QueuedRequest,
     Reject,
     RunningRun,
     RunRecord,
@@ -345,33 +344,10 @@ def jobs_with_pending_requests(cur: Any) -> list[str]:
     return [row[0] for row in cur.fetchall()]
 
 
-def claim_request(cur: Any, job: str, dyno: str) -> QueuedRequest | None:
-    """Claim the job's oldest pending request (under its lock); None when there is none."""
-    _execute(cur, "claim_request", {"job": job, "dyno": dyno})
-    return _queued(cur.fetchone())
-
-
-def request_of_run(cur: Any, run_id: int) -> QueuedRequest | None:
-    """The queued request a run claimed, if it claimed one."""
-    _execute(cur, "request_of_run", {"run_id": run_id})
-    return _queued(cur.fetchone())
-
-
-def link_request(cur: Any, request_id: int, run_id: int) -> None:
-    _execute(cur, "link_request", {"request_id": request_id, "run_id": run_id})
-
-
-def _queued(row: tuple | None) -> QueuedRequest | None:
-    if row is None:
-        return None
-    request_id, params, full_refresh, since, until = row
-    return QueuedRequest(request_id, dict(params), full_refresh, since, until)
-
-
 # -- resuming runs cut short -----------------------------------------------------------------------
 def runs_to_resume(cur: Any) -> list[CutShortRun]:
     _execute(cur, "runs_to_resume")
-    return [CutShortRun(job, run_id, dict(params)) for job, run_id, params in cur.fetchall()]
+    return [CutShortRun(*row) for row in cur.fetchall()]
 
 
 def resumed_by(cur: Any, run_id: int) -> int | None:

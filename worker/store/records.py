@@ -118,12 +118,27 @@ class QueuedRequest:
 
 
 @dataclass(frozen=True)
+class StoredRequest:
+    """A request in `nightshift.triggers` as stored, its values as text (`params` as JSON,
+    dates as `nightshift.date_text` writes them): read so, no row can make the driver fail.
+    `worker.run.request.parse_stored` makes a QueuedRequest of it, or refuses it."""
+
+    id: int
+    job: str
+    params: str
+    full_refresh: bool
+    since: str | None
+    until: str | None
+    job_retired: bool = False  # no deployed code declares its job any more
+
+
+@dataclass(frozen=True)
 class CutShortRun:
     """A job's latest run, cut short by a shutdown or a crash, that nobody resumed yet."""
 
     job: str
     id: int
-    params: dict[str, Any]
+    params: str  # as recorded, JSON text (`worker.run.request.resume_request` reads it)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from worker.store.queries import SQL_DIR
 from worker.store.records import Reject, RunRecord
 
 # What a run's status can be (the CHECK on nightshift.runs.status).
-STATUSES = ("running", "succeeded", "failed", "interrupted", "abandoned", "missed")
+STATUSES = ("running", "succeeded", "failed", "interrupted", "abandoned", "missed", "refused")
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,10 @@ ROWS_TOP, ROWS_HEIGHT = 14, 80  # the rows panel
 DURATION_TOP, DURATION_HEIGHT = 116, 40  # the duration panel, below it
 HEIGHT = DURATION_TOP + DURATION_HEIGHT + 4
 # Runs that did not complete their work: drawn in red. `failed` is the only status that means
-# the job broke; the others mean it was stopped or never started, and say so in their title.
+# the job broke; the others mean it was stopped or never started (`refused`: a request no run
+# could serve), and say so in their title.
 FAILED = frozenset({"failed"})
-CUT_SHORT = frozenset({"interrupted", "abandoned", "missed"})
+CUT_SHORT = frozenset({"interrupted", "abandoned", "missed", "refused"})
 # A plot has room for at least this many runs, newest on the right: a job with few runs gets
 # bars of the usual width, not a few wide slabs.
 MIN_SLOTS = 12

@@ -105,7 +105,12 @@ SELECT current_setting('server_version'),
 SELECT id FROM nightshift.runs WHERE job = %(job)s AND scheduled_for = %(fire_time)s;
 
 -- name: last_started
-SELECT job, max(started_at) FROM nightshift.runs GROUP BY job;
+-- When each job's latest run started, for catch-up. A refused run ran nothing: passed over.
+-- So is a start no run of ours can have had (infinity, BC, year 10000, later than now): the
+-- driver could not read it, or it would hide every fire time missed since.
+SELECT job, max(started_at) FROM nightshift.runs
+WHERE status <> 'refused' AND started_at BETWEEN '1900-01-01' AND now()
+GROUP BY job;
 
 -- name: running_now
 -- Runs in progress: marked running AND their job's lock is held by a live session.
@@ -149,41 +154,28 @@ WHERE id = nullif(current_setting('nightshift.joined_request', true), '')::bigin
 -- name: jobs_with_pending_requests
 SELECT DISTINCT job FROM nightshift.triggers WHERE claimed_at IS NULL;
 
--- name: claim_request
--- Under the job's lock, the oldest request for it; SKIP LOCKED so claimers never wait.
-UPDATE nightshift.triggers SET claimed_at = now(), claimed_by = %(dyno)s
-WHERE id = (
-    SELECT id FROM nightshift.triggers
-    WHERE job = %(job)s AND claimed_at IS NULL
-    ORDER BY id
-    FOR UPDATE SKIP LOCKED
-    LIMIT 1
-)
-RETURNING id, params, full_refresh, since, until;
-
 -- name: run_by_token
 SELECT id FROM nightshift.runs WHERE token = %(token)s;
-
--- name: request_of_run
-SELECT id, params, full_refresh, since, until FROM nightshift.triggers WHERE run_id = %(run_id)s;
-
--- name: link_request
-UPDATE nightshift.triggers SET run_id = %(run_id)s WHERE id = %(request_id)s;
 
 -- name: runs_to_resume
 -- Each job's latest run, when a shutdown or a crash cut it short and nobody resumed it yet.
 -- Manual runs are left alone: whoever stopped them chose to.
-SELECT job, id, params FROM (
+-- Its params as JSON text: worker.run.request.resume_request reads them, or refuses them.
+-- Missed and refused runs ran nothing: passed over.
+SELECT job, id, params::text FROM (
     SELECT DISTINCT ON (job) job, id, params, status, trigger, resumed_by
     FROM nightshift.runs
-    WHERE status <> 'missed'
+    WHERE status NOT IN ('missed', 'refused')
     ORDER BY job, started_at DESC, id DESC
 ) AS latest
 WHERE status IN ('interrupted', 'abandoned') AND resumed_by IS NULL
   AND trigger IN ('schedule', 'catchup', 'queued', 'resume')
   -- Nor a run whose credential parameter was recorded masked ('***'): its value is kept
   -- nowhere, and a resume would hand the job the mask (see RunRequest.resuming).
-  AND NOT EXISTS (SELECT FROM jsonb_each_text(params) AS p WHERE p.value = '***');
+  AND NOT EXISTS (
+      SELECT FROM jsonb_each_text(CASE jsonb_typeof(params) WHEN 'object' THEN params END) AS p
+      WHERE p.value = '***'
+  );
 
 -- name: bookkeeping_exists
 -- Before the first `migrate` there is no run history to show.
@@ -220,8 +212,8 @@ SELECT resumed_by FROM nightshift.runs WHERE id = %(run_id)s;
 UPDATE nightshift.runs SET resumed_by = %(by)s WHERE id = %(run_id)s AND resumed_by IS NULL;
 
 -- name: failed_runs_before
--- How many of the job's runs failed in a row just before this one. Interrupted, abandoned and
--- missed runs are passed over: they alert nobody and say nothing of whether the job works.
+-- How many of the job's runs failed in a row just before this one. Interrupted, abandoned,
+-- missed and refused runs are passed over: they say nothing of whether the job works.
 SELECT count(*) FROM nightshift.runs
 WHERE job = %(job)s AND id < %(run_id)s AND status = 'failed'
   AND id > coalesce((
