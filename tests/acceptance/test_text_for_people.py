@@ -98,9 +98,11 @@ def test_jobs_prints_the_dyno_of_a_running_run_escaped(cli, db):
 
     assert result.returncode == 0
     assert raw_controls(result.stdout) == set()
-    [says] = [line for line in result.stdout.splitlines() if line.startswith("says ")]
+    header, *rows = result.stdout.splitlines()
+    [says] = [line for line in rows if line.startswith("says ")]
     assert f"run {run_id} on {SHOWN}" in says
-    assert len(result.stdout.splitlines()) == 3  # the header, keeps_params, says
+    assert len(rows) == 2  # keeps_params, says
+    assert says.index("public.said") == header.index("table")  # widths of the escaped cells
 
 
 def test_check_and_migrate_print_a_type_name_from_the_database_escaped(cli, db):
