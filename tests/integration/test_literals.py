@@ -19,6 +19,9 @@ from psycopg2.extensions import register_adapter
 from psycopg2.extras import Json
 
 from worker.database import literals, sql
+from worker.registry import Job
+from worker.run.loader import Loader
+from worker.store.migrate import migrate
 
 HOSTILE: list[Any] = [
     None, True, False,
@@ -252,3 +255,29 @@ def test_generated_rows_are_written_as_execute_values_writes_them_byte_for_byte(
     ours = _rendering(lambda: literals.values_list(conn, rows))
     theirs = _rendering(lambda: execute_values_text(conn, rows))
     assert ours == theirs
+
+
+class _ClaimsStr:
+    __class__ = property(lambda self: str)  # type: ignore[assignment]
+
+
+def test_a_row_holding_an_object_claiming_to_be_a_str_is_refused_not_a_crash(conn, db):
+    """The loader counts a str's length towards the batch's bytes: by type, not by claim."""
+    job = Job(
+        name="claims",
+        function=lambda ctx: iter(()),
+        table="claims",
+        columns={"id": "text", "label": "text"},
+        key=("id",),
+    )
+    with conn, conn.cursor() as cur:
+        migrate(cur, [job])
+    with conn, conn.cursor() as cur:
+        written = Loader(job).write_rows(
+            cur, [{"id": "a", "label": _ClaimsStr()}, {"id": "b", "label": "ok"}], isolate=True
+        )
+
+    assert [(r.row["id"], r.error) for r in written.refused] == [
+        ("a", "can't adapt type '_ClaimsStr'")
+    ]
+    assert db.query("SELECT id, label FROM claims") == [("b", "ok")]
