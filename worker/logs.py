@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 
 from worker.redact import redact
+from worker.text import printable
 
 
 def _redact_value(value: Any) -> Any:
@@ -32,6 +33,17 @@ def _redact_value(value: Any) -> Any:
 
 def _redact_event(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
     return {key: _redact_value(value) for key, value in event.items()}
+
+
+def _printable_event(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """For a terminal (the console renderer writes a string as it is): a value's control
+    characters shown escaped, not obeyed (`text.printable`); a traceback keeps its line breaks.
+    JSON lines need none of this: the encoder writes them as `\\u001b`."""
+    for key, value in event.items():
+        if isinstance(value, str):
+            lines = value.split("\n") if key == "exception" else [value]
+            event[key] = "\n".join(printable(line) for line in lines)
+    return event
 
 
 def _json_default(value: Any) -> Any:
@@ -63,6 +75,7 @@ def configure(log_format: str = "auto", level: str = "INFO", stream: Any = None)
         final = [
             structlog.processors.format_exc_info,
             _redact_event,
+            _printable_event,
             structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback),
         ]
 

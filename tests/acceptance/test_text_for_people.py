@@ -5,6 +5,7 @@ characters escaped (`\\x1b`), a webhook's `text` gets `&`, `<` and `>` as Slack 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,21 @@ def test_the_recovered_and_rejected_messages_escape_the_dyno(cli, say, webhook):
         " see `python -m worker rejects says`"
     )
     assert (recovered["dyno"], rejected["dyno"]) == (dyno, dyno)
+
+
+def test_a_console_log_line_shows_values_with_terminal_escapes_escaped(cli, tmp_path):
+    # On a terminal (heroku run) the log is the console renderer's: it writes a string with no
+    # space or quote as it is (one with a space as its repr). Its own colours are escape codes,
+    # so look for the hostile sequences themselves.
+    doc = tmp_path / "people.json"
+    doc.write_text(json.dumps({"note": f"{TITLE}boom{CSI}", "raise": ERROR}))
+
+    result = cli("run", "says", LOG_FORMAT="console", PEOPLE_DOC=str(doc), **JOBS)
+
+    assert result.returncode == 1
+    [noted] = [line for line in result.stdout.splitlines() if "noted" in line]
+    assert "\\x1b]0;pwned\\x07boom\\x9b31m" in noted
+    [finished] = [line for line in result.stdout.splitlines() if "job_finished" in line]
+    assert re.search(r"\\+x1b\]0;pwned\\+x07boom\\+x9b31m \\+u202egnp\.exe", finished)
+    for sequence in (TITLE, CSI, "\u202e"):
+        assert sequence not in result.stdout

@@ -1,7 +1,8 @@
 """Jobs whose error texts, refused rows and parameters are what a test chooses.
 
-`says`: yields the rows, then raises the error, of the JSON document in the file PEOPLE_DOC:
-{"rows": [...], "raise": "..."} (a file: an environment variable cannot hold NUL).
+`says`: logs the note, yields the rows, then raises the error, of the JSON document in the file
+PEOPLE_DOC: {"note": "...", "rows": [...], "raise": "..."} (a file: an environment variable
+cannot hold NUL).
 `keeps_params`: writes each parameter it received (ctx.params) as a row, its name and value, so
 a test sees the job got the real value; given the parameter `fail`, it raises an error that
 names `api_key`'s value, as an upstream answer quoting a credential would.
@@ -21,6 +22,8 @@ from worker import Context, job
 @job(table="said", columns={"id": "text", "n": "integer", "label": "text"}, key="id")
 def says(ctx: Context) -> Iterator[Any]:
     document = json.loads(Path(os.environ["PEOPLE_DOC"]).read_text())
+    if document.get("note") is not None:  # a value from the source, in the job's own log line
+        ctx.log.info("noted", note=document["note"])
     yield from document.get("rows", [])
     if document.get("raise") is not None:
         raise RuntimeError(document["raise"])
