@@ -258,6 +258,9 @@ def _picker(
     if len(indexes) == 1:
         index, identify = indexes[0], identities[0]
         return lambda values: (identify(values[index]),)  # type: ignore[misc]
+    if len(indexes) == 2:
+        (i, j), (first, second) = indexes, identities
+        return lambda values: (first(values[i]), second(values[j]))  # type: ignore[misc]
     pairs = list(zip(indexes, identities, strict=True))
     return lambda values: tuple([f(values[i]) for i, f in pairs])  # type: ignore[misc]
 
