@@ -50,19 +50,26 @@ def server(conn: Any, sql_type: str, values: list[Any]) -> tuple[set[int], set[t
     return stored, equal
 
 
-@pytest.mark.parametrize(("sql_type", "a", "b"), ONE_KEY, ids=repr)
-def test_the_server_stores_the_spellings_of_one_identity_as_one_value(conn, sql_type, a, b):
-    stored, equal = server(conn, sql_type, [a, b])
-    assert stored == {0, 1}
-    assert (0, 1) in equal
+# One test per list (each case is a pair of values on one session): a database per case would
+# cost more than the cases themselves.
+def test_the_server_stores_the_spellings_of_one_identity_as_one_value(conn):
+    wrong = []
+    for sql_type, a, b in ONE_KEY:
+        stored, equal = server(conn, sql_type, [a, b])
+        if stored != {0, 1} or (0, 1) not in equal:
+            wrong.append((sql_type, a, b))
+    assert wrong == []
 
 
-@pytest.mark.parametrize(("sql_type", "a", "b"), TWO_KEYS, ids=repr)
-def test_the_server_keeps_apart_or_refuses_values_of_two_identities(conn, sql_type, a, b):
-    if sql_type == "citext":
-        pytest.skip("citext is an extension this cluster does not have")
-    stored, equal = server(conn, sql_type, [a, b])
-    assert stored != {0, 1} or (0, 1) not in equal
+def test_the_server_keeps_apart_or_refuses_values_of_two_identities(conn):
+    wrong = []
+    for sql_type, a, b in TWO_KEYS:
+        if sql_type == "citext":  # an extension this cluster does not have
+            continue
+        stored, equal = server(conn, sql_type, [a, b])
+        if stored == {0, 1} and (0, 1) in equal:
+            wrong.append((sql_type, a, b))
+    assert wrong == []
 
 
 # -- through the loader ------------------------------------------------------------------------
