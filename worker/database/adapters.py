@@ -1,5 +1,5 @@
 """Where psycopg2's own adaptation of a value loses data, ours replaces it (for every session of
-the process, once this module is imported: `literals` and `sql` import it).
+the process, from the moment this module is imported: `sql` and `literals` import it).
 
 - `Decimal`: psycopg2 writes every non-finite Decimal as `'NaN'::numeric`, so
   `Decimal('Infinity')` would be stored as NaN. PostgreSQL 14+ stores numeric ±Infinity; we

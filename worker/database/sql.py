@@ -16,7 +16,10 @@ import psycopg2
 from psycopg2.extras import Json, execute_values
 from psycopg2.sql import SQL, Composable, Composed, Identifier, Literal
 
-from worker.database import literals
+from worker.database import (
+    adapters,  # noqa: F401  (registers the Decimal adapter: execute_values)
+    literals,
+)
 from worker.database.classify import describe_error, refuses_rows
 from worker.database.errors import RowsRefused
 

@@ -246,23 +246,23 @@ def _newer_or_same(version: Any, held: Any) -> bool:
 
 
 def _picker(
-    indexes: tuple[int, ...], identities: tuple[Identity | None, ...] = ()
+    indexes: tuple[int, ...], identities: tuple[Identity, ...] = ()
 ) -> Callable[[tuple], tuple]:
     """A function taking the values at `indexes` out of a row, as a tuple; each through its
-    identity, where one is given (the row's hot path: a plain int or str key costs one call)."""
-    if not any(identities):
+    identity when they are given (the row's hot path: a plain int or str key costs one call)."""
+    if not identities:
         if len(indexes) == 1:
             index = indexes[0]
             return lambda values: (values[index],)
         return itemgetter(*indexes)
     if len(indexes) == 1:
         index, identify = indexes[0], identities[0]
-        return lambda values: (identify(values[index]),)  # type: ignore[misc]
+        return lambda values: (identify(values[index]),)
     if len(indexes) == 2:
         (i, j), (first, second) = indexes, identities
-        return lambda values: (first(values[i]), second(values[j]))  # type: ignore[misc]
+        return lambda values: (first(values[i]), second(values[j]))
     pairs = list(zip(indexes, identities, strict=True))
-    return lambda values: tuple([f(values[i]) for i, f in pairs])  # type: ignore[misc]
+    return lambda values: tuple([f(values[i]) for i, f in pairs])
 
 
 def json_chunks() -> Callable[[Any, int], Any]:
