@@ -126,3 +126,18 @@ def test_a_refused_row_keeps_what_the_table_held_for_its_key(cli, db, load):
     held = dict(db.query("SELECT coalesce(key->>'id', '-'), held::text FROM nightshift.rejects"))
 
     assert held == {"a": '{"n": 5, "id": "a"}', "new": "null", "-": None}
+
+
+def test_a_refused_infinity_is_kept_as_the_number_and_loads_once_the_column_can_hold_it(
+    cli, db, feed
+):
+    values = {"JOBS_PACKAGE": "tests.value_jobs"}
+    feed.serve({"rows": [{"id": "b", "n": 2, "price": {"$float": "-inf"}}]})
+    assert cli("run", "numbers", VALUES_URL=feed.url, **values).returncode == 0
+    assert db.scalar("SELECT \"row\"->>'price' FROM nightshift.rejects") == "-Infinity"
+
+    db.query("ALTER TABLE numbers ALTER COLUMN price TYPE numeric")
+    replayed = cli("rejects", "numbers", "--replay", **values)
+
+    assert replayed.stdout.strip() == "numbers: 1 loaded, 0 superseded, 0 still refused"
+    assert db.query("SELECT price::text FROM numbers") == [("-Infinity",)]

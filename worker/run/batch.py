@@ -279,7 +279,7 @@ class BatchWriter:
 
     def _save_reject(self, cur: Any, refusal: Refusal, held: str | None) -> None:
         row = refusal.row
-        document = _as_json(dict(row) if isinstance(row, Mapping) else repr(row))
+        document = _as_json(_columns_as_json(row) if isinstance(row, Mapping) else repr(row))
         key, error = self._key(refusal), stored(refusal.error)
         queries.save_reject(cur, self.job.name, self.run_id, key, document, error, held)
 
@@ -297,6 +297,21 @@ def admit(loader: Loader, tracker: StateTracker, row: Any) -> Checked | Refusal:
     except ValueError as exc:
         return Refusal(row, str(exc), False)
     return checked
+
+
+def _columns_as_json(row: Mapping) -> dict:
+    """A row's columns as JSON can keep them for a replay: a column's NaN or ±Infinity as the
+    text the server reads back as that number ("NaN", "Infinity", "-Infinity"); inside a JSON
+    document, where no such number can exist, it stays what it is (and the row refused)."""
+    return {
+        name: ("NaN" if value != value else _INFINITIES.get(value, value))
+        if type(value) is float
+        else value
+        for name, value in row.items()
+    }
+
+
+_INFINITIES = {float("inf"): "Infinity", float("-inf"): "-Infinity"}
 
 
 def _as_json(value: Any) -> str:
