@@ -131,6 +131,7 @@ def test_the_insert_refuses_a_window_no_run_can_take_naming_the_value_and_the_ra
         ("10000-01-01", None): f"since '10000-01-01' is not a date {RANGE}",
         ("0001-12-31 BC", None): f"since '0001-12-31 BC' is not a date {RANGE}",
         ("-infinity", None): f"since '-infinity' is not a date {RANGE}",
+        ("5874897-12-31", None): f"since '5874897-12-31' is not a date {RANGE}",
         (None, "infinity"): f"until 'infinity' is not a date {RANGE}",
         ("2024-02-01", "2024-01-31"): "since '2024-02-01' is after until '2024-01-31'",
     }

@@ -9,14 +9,13 @@ ALTER TABLE nightshift.runs ADD CONSTRAINT runs_status_check CHECK (status IN (
 -- Why the worker refused the request (NULL: pending, or served by the run `run_id` names).
 ALTER TABLE nightshift.triggers ADD COLUMN refused text;
 
--- A date as the worker reads it, whatever the session's DateStyle: YYYY-MM-DD, with " BC"
--- before year 1, or infinity / -infinity. Read so, no stored date can make the driver fail.
-CREATE FUNCTION nightshift.date_text(d date) RETURNS text LANGUAGE sql STABLE AS $$
-    SELECT CASE
-        WHEN NOT isfinite(d) THEN d::text
-        WHEN d < '0001-01-01' THEN to_char(d, 'YYYY-MM-DD') || ' BC'
-        ELSE to_char(d, 'YYYY-MM-DD')
-    END
+-- A date as the worker reads it, whatever the session's DateStyle: YYYY-MM-DD (more digits
+-- after year 9999), " BC" after it before year 1, or infinity / -infinity. Read so, no stored
+-- date can make the driver fail. (Not to_char: it goes through timestamp, whose range ends
+-- long before date's, and fails on the dates this is for.)
+CREATE FUNCTION nightshift.date_text(d date) RETURNS text LANGUAGE sql STABLE
+    SET datestyle = 'ISO, YMD' AS $$
+    SELECT d::text
 $$;
 
 -- The checks of 0003, and now the window too: finite dates a run can take (those a Python
