@@ -306,6 +306,7 @@ def sync_jobs(cur: Any, jobs: list[dict[str, Any]], retire_others: bool) -> None
 
 
 # -- the queue of run requests (`nightshift.triggers`) ---------------------------------------------
+# Queueing them; claiming and refusing them is the worker's side: worker.store.claims.
 def request_run(
     cur: Any,
     job: str,
@@ -337,11 +338,6 @@ def request_run(
     if joined is None:  # only a trigger of someone else's could skip the INSERT so
         raise RuntimeError(f"the request to run {job} was neither queued nor joined")
     return Enqueued(joined[0], joined[1], joined=True)
-
-
-def jobs_with_pending_requests(cur: Any) -> list[str]:
-    _execute(cur, "jobs_with_pending_requests")
-    return [row[0] for row in cur.fetchall()]
 
 
 # -- resuming runs cut short -----------------------------------------------------------------------

@@ -151,9 +151,6 @@ RETURNING id, requested_at;
 SELECT id, requested_at FROM nightshift.triggers
 WHERE id = nullif(current_setting('nightshift.joined_request', true), '')::bigint;
 
--- name: jobs_with_pending_requests
-SELECT DISTINCT job FROM nightshift.triggers WHERE claimed_at IS NULL;
-
 -- name: run_by_token
 SELECT id FROM nightshift.runs WHERE token = %(token)s;
 
