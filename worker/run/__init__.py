@@ -6,5 +6,6 @@
 - `loader`: the INSERT … ON CONFLICT statement a batch is written with;
 - `state`: how a job's saved state (its cursor) advances;
 - `context`: what a job receives; `request`: what a run is asked to do;
+- `refusals`: a request or a resume no run can serve, settled once as a `refused` run;
 - `active`: the runs in progress in this process; `errors`: why a run failed or was skipped.
 """
