@@ -33,6 +33,9 @@ log = get_logger("nightshift.alerts")
 TIMEOUT_SECONDS = 5
 # An attempt with less of the bound left than this is not worth starting.
 MIN_ATTEMPT_SECONDS = 0.5
+# The run history (how many failed in a row) is asked for at most this long, and at most half
+# the time ALERT_DEADLINE leaves: the alert it decides on must still have time to go.
+HISTORY_SECONDS = 5.0
 # A path or query this long may hold a token ("/services/T…/B…/…"); "/alert" does not.
 MIN_TOKEN_LENGTH = 8
 # What is worth another attempt: the webhook did not answer, or said "later".
@@ -180,9 +183,12 @@ class Delivery:
         return self.deadline - time.monotonic()
 
     def count(self, lookup: Callable[[float], int]) -> int:
-        """`lookup(budget)`, or 0 when it cannot answer in time (no all-clear, then)."""
+        """`lookup(budget)`, or 0 when it cannot answer in time (no all-clear then, and a
+        failed run alerts). Its budget leaves the alerts their time: a run that failed because
+        the database is out of reach still gets its alert out."""
+        budget = min(self.left() / 2, HISTORY_SECONDS)
         try:
-            return lookup(max(self.left(), MIN_ATTEMPT_SECONDS))
+            return lookup(max(budget, MIN_ATTEMPT_SECONDS))
         except (Exception, ShutdownRequested) as exc:
             log.warning("alert_history_unavailable", error=redact(str(exc)) or type(exc).__name__)
             return 0

@@ -5,6 +5,15 @@ server."""
 
 from __future__ import annotations
 
+import threading
+
+import pytest
+
+from config import Settings
+from worker.alerts import send_run_alerts
+from worker.database import DatabaseUnavailable
+from worker.run.run import RunResult
+
 JOBS = {"JOBS_PACKAGE": "tests.queue_jobs"}
 
 
@@ -43,3 +52,20 @@ def test_a_failure_streak_alerts_once_then_recovers_once_and_a_new_streak_alerts
         (3, runs[2]["id"], "failed"),
         (4, runs[4]["id"], "failed"),
     ]
+
+
+def test_a_failed_run_whose_history_cannot_be_read_in_time_still_alerts(webhook):
+    """The streak is read from the run history. When the database is out of reach (the read
+    takes its whole budget, then fails), the alert keeps the time it needs, and goes."""
+    settings = Settings.from_env({"ALERT_WEBHOOK_URL": webhook.url, "ALERT_DEADLINE": "2"})
+    budgets: list[float] = []
+
+    def unreachable(budget: float) -> int:
+        budgets.append(budget)
+        threading.Event().wait(budget)  # a database that never answers, for all it is given
+        raise DatabaseUnavailable("the database did not answer within the budget")
+
+    send_run_alerts(settings, RunResult("flaky", "failed", run_id=7, error="job: x"), unreachable)
+
+    assert budgets == [pytest.approx(1.0, abs=0.05)]  # half of ALERT_DEADLINE
+    assert [(alert["alert"], alert["run_id"]) for alert in webhook.received] == [("failed", 7)]
