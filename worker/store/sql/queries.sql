@@ -166,13 +166,10 @@ SELECT job, id, params::text FROM (
     ORDER BY job, started_at DESC, id DESC
 ) AS latest
 WHERE status IN ('interrupted', 'abandoned') AND resumed_by IS NULL
-  AND trigger IN ('schedule', 'catchup', 'queued', 'resume')
-  -- Nor a run whose credential parameter was recorded masked ('***'): its value is kept
-  -- nowhere, and a resume would hand the job the mask (see RunRequest.resuming).
-  AND NOT EXISTS (
-      SELECT FROM jsonb_each_text(CASE jsonb_typeof(params) WHEN 'object' THEN params END) AS p
-      WHERE p.value = '***'
-  );
+  AND trigger IN ('schedule', 'catchup', 'queued', 'resume');
+-- (A run whose credential parameter was recorded masked is offered too: its value is kept
+-- nowhere, so resume_request refuses it, naming the parameter — a refused resume, one alert,
+-- rather than a nightly load silently never resumed.)
 
 -- name: bookkeeping_exists
 -- Before the first `migrate` there is no run history to show.
