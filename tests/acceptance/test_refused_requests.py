@@ -151,6 +151,29 @@ def test_the_insert_refuses_a_window_no_run_can_take_naming_the_value_and_the_ra
     ]
 
 
+def test_the_insert_refuses_params_naming_the_parameter_never_its_value(cli, db):
+    assert cli("migrate", **JOBS).returncode == 0
+    insert = "INSERT INTO nightshift.triggers (job, params) VALUES ('plain', %s)"
+    refused = {
+        '{"api_key": 73310991337, "region": "ca"}': "'api_key' is a JSON number",
+        '{"token": ["Sup3r-S3cret-T0ken"]}': "'token' is a JSON array",
+        '["Sup3r-S3cret-T0ken"]': "got a JSON array",
+        '"Sup3r-S3cret-T0ken"': "got a JSON string",
+    }
+    conn = psycopg2.connect(db.url)
+    conn.autocommit = True
+    try:
+        for params, says in refused.items():
+            with pytest.raises(psycopg2.errors.CheckViolation) as raised, conn.cursor() as cur:
+                cur.execute(insert, (params,))
+            message = raised.value.diag.message_primary
+            assert message == f"params must be a JSON object of strings: {says}"
+            assert "73310991337" not in str(raised.value) and "S3cret" not in str(raised.value)
+    finally:
+        conn.close()
+    assert db.scalar("SELECT count(*) FROM nightshift.triggers") == 0
+
+
 def test_requests_queued_before_the_migration_are_settled_by_the_worker_at_start(workers, db):
     """The schema as migrations 0001-0007 left it, whose INSERT took a year-10000 date."""
     with psycopg2.connect(db.url) as conn, conn.cursor() as cur:  # as `migrate` would have

@@ -58,9 +58,10 @@ def test_a_window_no_run_can_take_is_refused_naming_the_value_and_the_range(
     ("params", "reason"),
     [
         ("[1]", "params must be a JSON object of strings, got a JSON array"),
-        ("null", "params must be a JSON object of strings, got null"),
-        ('"x"', "params must be a JSON object of strings, got 'x'"),
+        ("null", "params must be a JSON object of strings, got a JSON null"),
+        ('"x"', "params must be a JSON object of strings, got a JSON string"),
         ('{"n": 1}', "params must be a JSON object of strings: 'n' is 1"),
+        ('{"api_key": 1337}', "params must be a JSON object of strings: 'api_key' is ***"),
         ('{"n": {"m": "x"}}', "params must be a JSON object of strings: 'n' is a JSON object"),
         ('{"until": "x", "since": "y"}', "params may not be named since, until: use the columns"),
         ("[" * 5000 + "]" * 5000, "params are nested too deeply to read"),

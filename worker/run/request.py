@@ -195,11 +195,14 @@ def _json(name: str, text: str) -> Any:
 
 def _own_params(params: Any) -> dict[str, str]:
     if not isinstance(params, dict):
-        raise RequestRefused(f"params must be a JSON object of strings, got {_shown(params)}")
+        # Its kind alone, as the INSERT's own check says it: the value may be a credential.
+        raise RequestRefused(f"params must be a JSON object of strings, got {_kind(params)}")
     for name, value in params.items():
         if not isinstance(value, str):
+            # A credential's value is never shown, whatever its type: the reason is stored.
+            shown = MASK if is_sensitive_param(str(name)) else _shown(value)
             raise RequestRefused(
-                f"params must be a JSON object of strings: {_shown(name)} is {_shown(value)}"
+                f"params must be a JSON object of strings: {_shown(name)} is {shown}"
             )
     reserved = [name for name in RESERVED if name in params]
     if reserved:
@@ -222,6 +225,19 @@ def _window(since: dt.date | None, until: dt.date | None) -> tuple[dt.date | Non
     if since is not None and until is not None and since > until:
         raise RequestRefused(f"since '{since}' is after until '{until}'")
     return since, until
+
+
+def _kind(value: Any) -> str:
+    """A JSON value's kind, as jsonb_typeof names it: "a JSON string", "a JSON null"…"""
+    if value is None:
+        return "a JSON null"
+    if isinstance(value, bool):
+        return "a JSON boolean"
+    if isinstance(value, int | float):
+        return "a JSON number"
+    if isinstance(value, str):
+        return "a JSON string"
+    return _JSON_KINDS[type(value)]
 
 
 def _shown(value: Any) -> str:

@@ -33,7 +33,13 @@ BEGIN
     IF jsonb_typeof(NEW.params) <> 'object' OR EXISTS (
         SELECT 1 FROM jsonb_each(NEW.params) WHERE jsonb_typeof(value) <> 'string'
     ) THEN
-        RAISE EXCEPTION 'params must be a JSON object of strings, got %', NEW.params
+        -- Says which parameter, never its value (it may be a credential: the message reaches
+        -- the client and the server's log).
+        RAISE EXCEPTION 'params must be a JSON object of strings: %', coalesce((
+            SELECT format('%L is a JSON %s', key, jsonb_typeof(value))
+            FROM jsonb_each(CASE jsonb_typeof(NEW.params) WHEN 'object' THEN NEW.params END)
+            WHERE jsonb_typeof(value) <> 'string' ORDER BY key LIMIT 1
+        ), format('got a JSON %s', jsonb_typeof(NEW.params)))
             USING ERRCODE = 'check_violation';
     END IF;
     -- The run history keeps these names beside a request's own parameters.
