@@ -9,24 +9,14 @@ fail, and `worker.run.request` decides whether a run can take it.
 from __future__ import annotations
 
 import os
-import re
-from functools import cache
 from typing import Any
 
-from worker.store.queries import SQL_DIR, as_jsonb
+from worker.store.queries import as_jsonb, named_queries
 from worker.store.records import StoredRequest
 
 
-@cache
-def _named() -> dict[str, str]:
-    """The named queries of claims.sql, loaded once."""
-    text = (SQL_DIR / "claims.sql").read_text()
-    parts = re.split(r"^-- name: (\w+)\s*$", text, flags=re.MULTILINE)
-    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
-
-
 def _execute(cur: Any, name: str, params: dict[str, Any] | None = None) -> None:
-    cur.execute(_named()[name], params)
+    cur.execute(named_queries("claims.sql")[name], params)
 
 
 def _stored(row: tuple | None) -> StoredRequest | None:

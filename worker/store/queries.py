@@ -37,15 +37,15 @@ LOCK_NAMESPACE = 0x4E53
 
 
 @cache
-def _named() -> dict[str, str]:
-    """The named queries of queries.sql, loaded once."""
-    text = (SQL_DIR / "queries.sql").read_text()
+def named_queries(file: str) -> dict[str, str]:
+    """The named queries of `sql/<file>` (`-- name: x` starts query x), loaded once."""
+    text = (SQL_DIR / file).read_text()
     parts = re.split(r"^-- name: (\w+)\s*$", text, flags=re.MULTILINE)
     return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
 
 
 def _execute(cur: Any, name: str, params: dict[str, Any] | None = None) -> None:
-    cur.execute(_named()[name], params)
+    cur.execute(named_queries("queries.sql")[name], params)
 
 
 def _encode(value: Any) -> Any:
@@ -136,7 +136,7 @@ def batch_statement(
 ) -> sql.Composable:
     """One statement writing a batch: `rows` (an INSERT, or None), the run's progress and the
     job's state (None: unchanged). Its row count is the rows the INSERT changed."""
-    return sql.SQL(_named()["save_batch"]).format(
+    return sql.SQL(named_queries("queries.sql")["save_batch"]).format(
         rows=rows if rows is not None else sql.SQL("SELECT WHERE false"),
         rows_total=sql.Literal(rows_total),
         changed_before=sql.Literal(changed_before),

@@ -8,13 +8,11 @@ caller's transaction and returns records. Nothing here writes.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections import defaultdict
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
-from worker.store.queries import SQL_DIR
+from worker.store.queries import named_queries
 from worker.store.records import Reject, RunRecord
 
 # What a run's status can be (the CHECK on nightshift.runs.status).
@@ -35,16 +33,8 @@ class RunDetail:
     requested_at: dt.datetime | None
 
 
-@cache
-def _named() -> dict[str, str]:
-    """The named queries of status.sql, loaded once."""
-    text = (SQL_DIR / "status.sql").read_text()
-    parts = re.split(r"^-- name: (\w+)\s*$", text, flags=re.MULTILINE)
-    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
-
-
 def _execute(cur: Any, name: str, params: dict[str, Any] | None = None) -> None:
-    cur.execute(_named()[name], params)
+    cur.execute(named_queries("status.sql")[name], params)
 
 
 def recent_runs_per_job(cur: Any, per_job: int) -> dict[str, list[RunRecord]]:
