@@ -85,6 +85,16 @@ def self_signed_certificate(directory: Path) -> tuple[str, str]:
     return str(cert), str(key)
 
 
+@pytest.fixture(autouse=True)
+def _wait_callback_removed_after_each_test() -> Iterator[None]:
+    """A test that runs the engine in this process (a Flask test client, a Run) installs
+    psycopg2's wait callback, process-wide (worker.database.deadline). Left behind, it would
+    take libpq's own connect_timeout away from a later test's plain connection, which then
+    waits on a blackholed proxy until pytest-timeout ends it."""
+    yield
+    psycopg2.extensions.set_wait_callback(None)
+
+
 @pytest.fixture(scope="session")
 def pg() -> Iterator[Cluster]:
     home = make_home("nightshift-test-")
