@@ -216,6 +216,10 @@ class Cli:
         assert_no_secrets(result.stdout + result.stderr, url)
         return result
 
+    def assert_clean(self, output: str) -> None:
+        """No secret of the test database in `output` (of a process `spawn` started)."""
+        assert_no_secrets(output, self.env["DATABASE_URL"])
+
     def spawn(self, *args: str, **env: str) -> subprocess.Popen:
         return subprocess.Popen(
             self.command(*args),

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import copy
 import json
+import signal
+import socket
+import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import requests
 
 FIXTURE = Path(__file__).parent / "fixtures" / "usgs_all_day_2016-11-03.geojson"
 
@@ -273,3 +279,63 @@ class StubServer:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class StatusPage:
+    """The running status page: its URL, and how to ask it things as an operator would."""
+
+    url: str
+    password: str
+    process: subprocess.Popen
+    out: LogTail
+    err: LogTail
+
+    def get(self, path: str = "/", password: str | object | None = ..., **kw) -> requests.Response:
+        """GET as an operator signed in with the page's password (`password=None`: anonymous)."""
+        password = self.password if password is ... else password
+        auth = ("nightshift", password) if password is not None else None
+        return requests.get(self.url + path, auth=auth, timeout=10, allow_redirects=False, **kw)
+
+    def output(self) -> str:
+        return self.out.text() + self.err.text()
+
+
+@contextmanager
+def serving_status_page(cli: Any, password: str, **env: str) -> Iterator[StatusPage]:
+    """`python -m worker web` (gunicorn) on a free loopback port, once it answers; stopped
+    with SIGTERM after, which it must take with exit 0, its output free of secrets."""
+    port = free_port()
+    process = cli.spawn(
+        "web", "--host", "127.0.0.1", PORT=str(port), STATUS_PASSWORD=password, **env
+    )
+    page = StatusPage(
+        f"http://127.0.0.1:{port}", password, process, LogTail(process.stdout),
+        LogTail(process.stderr),
+    )  # fmt: skip
+
+    def answering() -> bool:
+        assert process.poll() is None, f"the status page exited: {page.output()[-2000:]}"
+        try:
+            return page.get(password=None).status_code == 401
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_for(answering, timeout=30, what="the status page to answer")
+        yield page
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            assert process.wait(timeout=25) == 0
+        finally:
+            process.kill()
+        output = page.output()
+        cli.assert_clean(output)
+        assert password not in output

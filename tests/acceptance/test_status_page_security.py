@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import base64
 import re
-import signal
-import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 import requests
@@ -19,8 +16,8 @@ from flask import Flask
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from config import Settings
-from tests.conftest import Cli, Database, assert_no_secrets
-from tests.support import LogTail, wait_for
+from tests.conftest import Cli, Database
+from tests.support import StatusPage, serving_status_page
 from worker.registry import discover
 from worker.web import create_app
 
@@ -39,23 +36,8 @@ def cookie_attributes(set_cookie: str) -> set[str]:
     return {part.split("=")[0].strip().lower() for part in set_cookie.split(";")[1:]}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Page:
-    url: str
-
-    def get(self, path: str = "/", password: str | None = STATUS_PASSWORD, **kw):
-        auth = ("nightshift", password) if password is not None else None
-        return requests.get(self.url + path, auth=auth, timeout=10, allow_redirects=False, **kw)
-
-
 @pytest.fixture
-def page(cli: Cli, db: Database) -> Iterator[Page]:
+def page(cli: Cli) -> Iterator[StatusPage]:
     """`python -m worker web` (gunicorn) on a free loopback port, once it answers.
 
     gunicorn trusts X-Forwarded-Proto from loopback only; Heroku's router is not on loopback.
@@ -63,37 +45,14 @@ def page(cli: Cli, db: Database) -> Iterator[Page]:
     that here too, as on Heroku, only the page itself can honour the header.
     """
     assert cli("migrate", JOBS_PACKAGE=JOBS).returncode == 0
-    port = free_port()
-    process = cli.spawn(
-        "web", "--host", "127.0.0.1",
-        PORT=str(port), STATUS_PASSWORD=STATUS_PASSWORD, JOBS_PACKAGE=JOBS,
-        FORWARDED_ALLOW_IPS="192.0.2.1",
-    )  # fmt: skip
-    out, err = LogTail(process.stdout), LogTail(process.stderr)
-    served = Page(f"http://127.0.0.1:{port}")
-
-    def answering() -> bool:
-        assert process.poll() is None, f"the status page exited: {err.text()[-2000:]}"
-        try:
-            return served.get(password=None).status_code == 401
-        except requests.ConnectionError:
-            return False
-
-    try:
-        wait_for(answering, timeout=30, what="the status page to answer")
-        yield served
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            assert process.wait(timeout=25) == 0
-        finally:
-            process.kill()
-        output = out.text() + err.text()
-        assert_no_secrets(output, db.url)
-        assert STATUS_PASSWORD not in output
+    served = serving_status_page(
+        cli, STATUS_PASSWORD, JOBS_PACKAGE=JOBS, FORWARDED_ALLOW_IPS="192.0.2.1"
+    )
+    with served as page:
+        yield page
 
 
-def test_over_https_through_the_router_the_cookie_is_secure_and_hsts_is_sent(page: Page):
+def test_over_https_through_the_router_the_cookie_is_secure_and_hsts_is_sent(page: StatusPage):
     answer = page.get("/", headers=HTTPS)
 
     assert answer.status_code == 200
@@ -106,7 +65,7 @@ def test_over_https_through_the_router_the_cookie_is_secure_and_hsts_is_sent(pag
     assert refused.headers["Strict-Transport-Security"] == HSTS
 
 
-def test_over_plain_http_the_cookie_is_not_secure_no_hsts_and_run_now_works(page: Page, db):
+def test_over_plain_http_the_cookie_is_not_secure_no_hsts_and_run_now_works(page: StatusPage, db):
     for headers in ({}, {"X-Forwarded-Proto": "http"}):
         answer = page.get("/", headers=headers)
         assert answer.status_code == 200

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import base64
 import os
-import signal
-import socket
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
 
-from tests.conftest import Cli, Database, assert_no_secrets
-from tests.support import FeedServer, LogTail, load_fixture, synthetic_feed, wait_for
+from tests.conftest import Cli, Database
+from tests.support import (
+    FeedServer,
+    StatusPage,
+    load_fixture,
+    serving_status_page,
+    synthetic_feed,
+)
 
 os.environ["SE_OFFLINE"] = "true"  # Selenium Manager: never a download, whatever is missing
 
@@ -40,62 +42,11 @@ PARAM_SECRET = "Param-Secret-Value-0451"
 FEED_TOKEN = "Feed-Token-Value-0451"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class StatusPage:
-    """The running status page: its URL, and how to ask it things as an operator would."""
-
-    url: str
-    process: subprocess.Popen
-    out: LogTail
-    err: LogTail
-
-    def get(
-        self, path: str = "/", password: str | None = STATUS_PASSWORD, **kw
-    ) -> requests.Response:
-        auth = ("nightshift", password) if password is not None else None
-        return requests.get(self.url + path, auth=auth, timeout=10, allow_redirects=False, **kw)
-
-    def output(self) -> str:
-        return self.out.text() + self.err.text()
-
-
 @pytest.fixture
-def status_page(cli: Cli, db: Database) -> Iterator[StatusPage]:
+def status_page(cli: Cli) -> Iterator[StatusPage]:
     """`python -m worker web` on a free loopback port, once it answers."""
-    port = free_port()
-    process = cli.spawn(
-        "web", "--host", "127.0.0.1",
-        PORT=str(port), STATUS_PASSWORD=STATUS_PASSWORD, EARTHQUAKES_SCHEDULE="0 3 * * *",
-    )  # fmt: skip
-    page = StatusPage(
-        f"http://127.0.0.1:{port}", process, LogTail(process.stdout), LogTail(process.stderr)
-    )
-
-    def answering() -> bool:
-        assert process.poll() is None, f"the status page exited: {page.output()[-2000:]}"
-        try:
-            return page.get(password=None).status_code == 401
-        except requests.ConnectionError:
-            return False
-
-    try:
-        wait_for(answering, timeout=30, what="the status page to answer")
+    with serving_status_page(cli, STATUS_PASSWORD, EARTHQUAKES_SCHEDULE="0 3 * * *") as page:
         yield page
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            assert process.wait(timeout=25) == 0
-        finally:
-            process.kill()
-        output = page.output()
-        assert_no_secrets(output, db.url)
-        assert STATUS_PASSWORD not in output
 
 
 @pytest.fixture

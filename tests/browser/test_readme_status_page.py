@@ -14,9 +14,9 @@ import pytest
 import requests
 
 from config import ConfigError, Settings
-from tests.browser.conftest import STATUS_PASSWORD, free_port
+from tests.browser.conftest import STATUS_PASSWORD
 from tests.conftest import ROOT, assert_no_secrets
-from tests.support import LogTail, wait_for
+from tests.support import LogTail, free_port, wait_for
 from worker.web import create_app
 
 pytestmark = pytest.mark.timeout(180)
