@@ -127,7 +127,8 @@ def windows(
         offset = 1
         try:
             while True:
-                params = {**search, **window.params(), "orderby": "time-asc"}
+                # GeoJSON by name: without `format` the service answers QuakeML (XML).
+                params = {"format": "geojson", **search, **window.params(), "orderby": "time-asc"}
                 features = fetch_page(
                     ctx.http, url, params | {"limit": page_size, "offset": offset}
                 )

@@ -5,7 +5,11 @@ over `fixtures/usgs_all_week_2013-08-16.geojson` (1,718 events, 2013-08-09 to 20
 same Feature shape as FDSN geojson), read once per test session. It honours what the
 `earthquakes_history` job sends, as the real service does (../shared/notes/usgs-fdsn.md):
 
-- `format=geojson` (the only format served; `/count` without it answers plain text);
+- `format`: `geojson` as the job asks; without it (or `quakeml`, `xml`) a query answers
+  QuakeML, the service's default — an XML `q:quakeml` document of `event` elements — so a
+  client that forgets to ask for GeoJSON fails here as it would against USGS; other formats
+  (csv, kml, text) are refused, as this stand-in does not make them; `/count` without it
+  answers plain text;
 - `starttime`, `endtime`: ISO 8601, UTC unless an offset is given, inclusive, on the event's
   origin `time`; without `starttime` a search covers the last 30 days, as USGS's does;
 - `updatedafter`: events updated strictly after it;
@@ -38,6 +42,8 @@ BASE = "/fdsnws/event/1"
 MAX_LIMIT = 20000
 PARAMETERS = {"format", "starttime", "endtime", "updatedafter", "orderby", "limit", "offset"}
 PARAMETERS |= {"nodata"}
+# What `format` may ask of this stand-in: GeoJSON, or QuakeML (the service's default).
+FORMATS = {"geojson", "quakeml", "xml"}
 ORDERS = {
     "time": (lambda f: f["properties"]["time"], True),
     "time-asc": (lambda f: f["properties"]["time"], False),
@@ -175,7 +181,7 @@ class FdsnServer:
             if len(values) > 1:
                 raise Refusal(400, f"Parameter '{name}' given more than once.")
         params = {name: values[0] for name, values in raw.items()}
-        if params.get("format", "geojson") != "geojson":
+        if params.get("format", "quakeml") not in FORMATS:
             raise Refusal(400, f'Bad format value "{params["format"]}" (this stand-in: geojson).')
         return params
 
@@ -221,6 +227,9 @@ class FdsnServer:
             if nodata == "404":
                 raise Refusal(404, "No data matches the request.")
             return 204, b"", "text/plain", Logged("query", params, 204)
+        if params.get("format", "quakeml") != "geojson":  # the service's default
+            body = quakeml(page).encode()
+            return 200, body, "application/xml", Logged("query", params, 200, len(page))
         document = {
             "type": "FeatureCollection",
             "metadata": {"status": 200, "count": len(page), "api": "1.0.13"},
@@ -247,6 +256,29 @@ class FdsnServer:
             f"Request:\n{path}?{query}\n\nRequest Submitted:\n{submitted}\n\n"
             "Service version:\n1.13.1 (stand-in)\n"
         )
+
+
+def quakeml(features: list[dict[str, Any]]) -> str:
+    """Events as the service's default answer gives them: QuakeML 1.2 (the elements a client
+    would meet first; enough that a JSON reader fails on it as it fails on the real one)."""
+    events = "".join(
+        f'<event publicID="quakeml:earthquake.usgs.gov/fdsnws/event/1/query?eventid={f["id"]}">'
+        f"<origin><time><value>{iso_ms(f['properties']['time'])}</value></time></origin>"
+        "</event>"
+        for f in features
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<q:quakeml xmlns="http://quakeml.org/xmlns/bed/1.2"'
+        ' xmlns:q="http://quakeml.org/xmlns/quakeml/1.2">'
+        f'<eventParameters publicID="quakeml:earthquake.usgs.gov/fdsnws/event/1/query">{events}'
+        "</eventParameters></q:quakeml>"
+    )
+
+
+def iso_ms(epoch_ms_value: int) -> str:
+    moment = dt.datetime.fromtimestamp(epoch_ms_value / 1000, dt.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _whole(params: dict[str, str], name: str, low: int, high: int | None) -> int | None:

@@ -73,6 +73,8 @@ def test_a_backfill_of_the_week_splits_refused_windows_and_pages_each_with_offse
     assert {row[0] for row in db.query("SELECT id FROM earthquakes")} == IDS
     assert db.state(JOB) == {}  # a window run saves no state
     asked = fdsn.queries()
+    # GeoJSON asked for by name in every query: the service's default is QuakeML.
+    assert {r.params.get("format") for r in asked} == {"geojson"}
     assert window(asked[0]) == ("2013-08-09T00:00:00.000", "2013-08-16T23:59:59.999")
     # Refused windows: the whole week, then halves of halves until each matches at most 500.
     refused = [i for i, r in enumerate(asked) if r.status == 400]

@@ -21,6 +21,9 @@ def fdsn() -> Iterator[FdsnServer]:
 
 
 def query(server: FdsnServer, path: str = "query", **params: object) -> requests.Response:
+    """GET a method; a query asks for GeoJSON unless `format` is given (None: no format)."""
+    if path == "query":
+        params.setdefault("format", "geojson")
     return requests.get(f"{server.url}/{path}", params=params, timeout=10)
 
 
@@ -37,6 +40,20 @@ def test_the_week_is_1718_events_and_a_search_without_starttime_covers_the_last_
     assert len(everything.json()["features"]) == ALL == 1718
     assert times(everything) == sorted(times(everything), reverse=True)  # orderby=time
     assert (default.status_code, default.content) == (204, b"")  # 2013 is not the last 30 days
+
+
+def test_a_query_without_format_answers_quakeml_as_the_service_does(fdsn):
+    window = {"starttime": "2013-08-01", "endtime": "2013-08-17", "limit": 3}
+
+    for answer in (query(fdsn, **window, format=None), query(fdsn, **window, format="quakeml")):
+        assert answer.status_code == 200
+        assert answer.headers["Content-Type"] == "application/xml"
+        assert answer.text.startswith('<?xml version="1.0" encoding="UTF-8"?><q:quakeml ')
+        assert answer.text.count("<event publicID=") == 3
+        with pytest.raises(ValueError):  # what a client that forgot format= meets
+            answer.json()
+    assert query(fdsn, **window, format="csv").status_code == 400  # not made here: refused
+    assert len(query(fdsn, **window, format="geojson").json()["features"]) == 3
 
 
 def test_starttime_and_endtime_are_inclusive_on_origin_time_and_utc_unless_offset(fdsn):
