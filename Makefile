@@ -34,7 +34,7 @@ bench: setup  ## throughput.py (worker, COPY, execute_values, dlt; ~8 min), then
 	$(BIN)/python bench/load.py
 
 db-stop: setup  ## stop the embedded cluster
-	$(BIN)/python -m worker.database.embedded stop
+	$(BIN)/python -m worker.database stop
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .ruff_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import pytest
 from tests.conftest import ROOT, make_home
 from tests.support import Result
 from worker.store.migrate import migrations
+
+MAKEFILE = ROOT / "Makefile"
 
 
 @pytest.fixture
@@ -33,14 +36,12 @@ def embedded(feed):
         return Result(done.returncode, done.stdout, done.stderr)
 
     run.home = home
+    run.env = env
     try:
         yield run
     finally:
         subprocess.run(
-            [sys.executable, "-m", "worker.database.embedded", "stop"],
-            env=env,
-            cwd=ROOT,
-            timeout=60,
+            [sys.executable, "-m", "worker.database", "stop"], env=env, cwd=ROOT, timeout=60
         )
         shutil.rmtree(home, ignore_errors=True)
 
@@ -70,3 +71,22 @@ def test_migrate_check_and_run_work_on_the_embedded_cluster(embedded):
     runs = embedded("runs", "earthquakes")
     assert runs.returncode == 0
     assert " succeeded " in runs.stdout.splitlines()[1]
+
+
+def test_make_db_stop_stops_the_cluster_in_one_line_without_a_warning(embedded):
+    assert embedded("migrate").returncode == 0
+    recipe = re.search(r"^db-stop:.*\n\t\$\(BIN\)/python (.+)$", MAKEFILE.read_text(), re.M)
+    assert recipe is not None, "the Makefile's db-stop recipe"
+
+    stopped = subprocess.run(
+        [sys.executable, *recipe[1].split()], env=embedded.env, cwd=ROOT,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+    assert stopped.returncode == 0
+    assert (stopped.stdout, stopped.stderr) == ("embedded PostgreSQL stopped\n", "")
+    status = subprocess.run(
+        [sys.executable, "-m", "worker.database", "status"], env=embedded.env, cwd=ROOT,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert status.stdout.startswith("embedded PostgreSQL: stopped at ")

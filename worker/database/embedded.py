@@ -191,7 +191,7 @@ def default_cluster(data_dir: Path) -> Cluster:
 
 
 def main(argv: list[str]) -> int:
-    """`python -m worker.database.embedded stop|status`."""
+    """`python -m worker.database stop|status`."""
     from config import Settings
 
     cluster = default_cluster(Settings.from_env().data_dir)
@@ -205,7 +205,7 @@ def main(argv: list[str]) -> int:
             f" at {cluster.home} on 127.0.0.1:{cluster.port}"
         )
     else:
-        print("usage: python -m worker.database.embedded stop|status", file=sys.stderr)
+        print("usage: python -m worker.database stop|status", file=sys.stderr)
         return 2
     return 0
 
