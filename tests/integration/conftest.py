@@ -1,4 +1,5 @@
-"""Fixtures for the integration tests: a plain psycopg2 session on the test's database."""
+"""Fixtures for the integration tests: a plain psycopg2 session on the test's database, and a
+minimal job of the tests' own."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Any
 
 import psycopg2
 import pytest
+
+from worker.registry import Job
 
 
 @pytest.fixture
@@ -17,3 +20,14 @@ def conn(db) -> Iterator[Any]:
         yield connection
     finally:
         connection.close()
+
+
+def items_job() -> Job:
+    """A job declaring one text key, yielding nothing: for tests of a run's opening."""
+    return Job(
+        name="items",
+        function=lambda ctx: iter(()),
+        table="items",
+        columns={"id": "text"},
+        key=("id",),
+    )

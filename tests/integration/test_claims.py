@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.integration.conftest import items_job
 from worker.registry import Job
 from worker.run.begin import OpenRun
 from worker.run.errors import RequestRefused
@@ -20,19 +21,9 @@ from worker.store.records import CutShortRun
 RANGE = "(0001-01-01 to 9999-12-31)"
 
 
-def make_job() -> Job:
-    return Job(
-        name="items",
-        function=lambda ctx: iter(()),
-        table="items",
-        columns={"id": "text"},
-        key=("id",),
-    )
-
-
 @pytest.fixture
 def job(conn) -> Job:
-    declared = make_job()
+    declared = items_job()
     with conn, conn.cursor() as cur:
         migrate(cur, [declared])
     return declared

@@ -5,26 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-from worker.registry import Job
+from tests.integration.conftest import items_job
 from worker.run.begin import OpenRun
 from worker.run.request import SCHEDULE, RunRequest
-
-
-def make_job() -> Job:
-    return Job(
-        name="items",
-        function=lambda ctx: iter(()),
-        table="items",
-        columns={"id": "text"},
-        key=("id",),
-    )
 
 
 def test_a_replayed_opening_finds_the_run_its_first_attempt_committed(conn, db) -> None:
     """Not refused as a fire time "already served", by the very run serving it."""
     fire_time = dt.datetime(2026, 11, 27, 2, 0, tzinfo=dt.UTC)
     request = RunRequest(kind=SCHEDULE, fire_time=fire_time)
-    opening = OpenRun(make_job(), request, dyno="test.1", ensure_schema=True)
+    opening = OpenRun(items_job(), request, dyno="test.1", ensure_schema=True)
     with conn, conn.cursor() as cur:
         first = opening(cur)  # committed; say its answer never reached us
     with conn, conn.cursor() as cur:
@@ -36,7 +26,7 @@ def test_a_replayed_opening_finds_the_run_its_first_attempt_committed(conn, db) 
 
 
 def test_a_new_opening_records_a_new_run(conn, db) -> None:
-    job = make_job()
+    job = items_job()
     with conn, conn.cursor() as cur:
         first = OpenRun(job, RunRequest(), dyno="test.1", ensure_schema=True)(cur)
     with conn, conn.cursor() as cur:

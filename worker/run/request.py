@@ -61,10 +61,9 @@ class RunRequest:
 
         A credential's value is not recorded (`recorded_params`), so a run that had one cannot
         be resumed as it was asked: the job would get `***` for a password, fail at its source
-        at best, or send the mask upstream as a credential. Such a run is not offered for
-        resuming (`runs_to_resume` passes it over: it stays interrupted or abandoned, for an
-        operator to queue again with the value); asked anyway, this refuses it, naming the
-        parameter, rather than guess."""
+        at best, or send the mask upstream as a credential. This refuses it, naming the
+        parameter, rather than guess (`resume_request` settles it as a refused resume, for an
+        operator to queue again with the value)."""
         masked = sorted(k for k, v in recorded.items() if is_sensitive_param(k) and v == MASK)
         if masked:
             names = ", ".join(masked)
@@ -181,7 +180,7 @@ def cleared(params: Mapping[str, Any]) -> dict[str, Any] | None:
     parameter is named so (nothing to change)."""
     if not any(is_sensitive_param(name) for name in params):
         return None
-    return {name: MASK if is_sensitive_param(name) else v for name, v in params.items()}
+    return masked_params(params)
 
 
 def _json(name: str, text: str) -> Any:
