@@ -8,7 +8,8 @@ batch's rows go in a statement, it holds `ROWS`: `execute_values` puts the VALUE
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,17 +53,9 @@ def insert_values(
     a value the driver cannot send). `isolated`: under a savepoint, so that the transaction
     goes on after a refusal; otherwise the refusal aborts it.
     """
-    if isolated:
-        cur.execute(f"SAVEPOINT {_SAVEPOINT}")
-    try:
+    with _savepoint(cur) if isolated else nullcontext():
         _send(cur, statement, values)
-    except RowsRefused:
-        if isolated:
-            cur.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
-        raise
-    changed = max(cur.rowcount, 0)
-    if isolated:
-        cur.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+        changed = max(cur.rowcount, 0)
     return changed
 
 
@@ -138,7 +131,25 @@ def _send(
     except (psycopg2.Error, ValueError, TypeError) as exc:
         if not refuses_rows(exc):
             raise
-        raise RowsRefused(describe_error(exc).replace("\x00", "\\0")) from exc
+        raise _refusal(exc) from exc
+
+
+def _refusal(exc: Exception) -> RowsRefused:
+    """What a driver error the rows' own values caused (`refuses_rows`) says, one line."""
+    return RowsRefused(describe_error(exc).replace("\x00", "\\0"))
+
+
+@contextmanager
+def _savepoint(cur: Any) -> Iterator[None]:
+    """The block under a savepoint: a refusal (RowsRefused) inside it is rolled back to here,
+    and the caller's transaction goes on."""
+    cur.execute(f"SAVEPOINT {_SAVEPOINT}")
+    try:
+        yield
+    except RowsRefused:
+        cur.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+        raise
+    cur.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
 
 
 def jsonb(value: Any, default: Callable[[Any], Any] | None = None) -> Json:
@@ -150,14 +161,11 @@ def fetch_refusable(cur: Any, statement: Composable, params: Sequence[Any]) -> t
     """`statement`'s first row (None: no row), under a savepoint: when the database or the
     driver refuses its values (a key the column's type cannot hold), RowsRefused, and the
     caller's transaction goes on."""
-    cur.execute("SAVEPOINT nightshift_fetch")
-    try:
-        cur.execute(statement, params)
-        row = cur.fetchone()
-    except (psycopg2.Error, ValueError, TypeError) as exc:
-        if not refuses_rows(exc):
-            raise
-        cur.execute("ROLLBACK TO SAVEPOINT nightshift_fetch")
-        raise RowsRefused(describe_error(exc).replace("\x00", "\\0")) from exc
-    cur.execute("RELEASE SAVEPOINT nightshift_fetch")
-    return row
+    with _savepoint(cur):
+        try:
+            cur.execute(statement, params)
+            return cur.fetchone()
+        except (psycopg2.Error, ValueError, TypeError) as exc:
+            if not refuses_rows(exc):
+                raise
+            raise _refusal(exc) from exc
